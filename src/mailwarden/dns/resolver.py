@@ -14,7 +14,6 @@ from typing import Protocol
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
-import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
@@ -143,14 +142,3 @@ def mx_hosts(answer: Answer) -> list[tuple[int, str]]:
     return sorted(out)
 
 
-__all__ = [
-    "Answer",
-    "DnsPythonResolver",
-    "Resolver",
-    "StaticResolver",
-    "dns",
-    "mx_hosts",
-    "parse_nameserver",
-    "reverse_name",
-]
-_ = dns.rdatatype
