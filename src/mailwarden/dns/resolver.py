@@ -140,5 +140,3 @@ def mx_hosts(answer: Answer) -> list[tuple[int, str]]:
         pref, _, host = rec.partition(" ")
         out.append((int(pref), host.rstrip(".").lower()))
     return sorted(out)
-
-

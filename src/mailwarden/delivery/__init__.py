@@ -1,0 +1,1 @@
+"""Delivery: local delivery into mailboxes (outbound queue follows in the sending issue)."""

@@ -1,0 +1,1 @@
+"""SMTP listeners on aiosmtpd: thin handlers that gather facts and call services."""

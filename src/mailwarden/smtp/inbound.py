@@ -1,0 +1,195 @@
+"""Inbound MX handler: gathers facts per SMTP stage and calls services for decisions."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from email.utils import format_datetime
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+
+from mailwarden.auth.results import authentication_results
+from mailwarden.auth.verdict import authenticate
+from mailwarden.config.schema import Settings
+from mailwarden.core import replies
+from mailwarden.core.address import Address
+from mailwarden.core.clock import Clock
+from mailwarden.core.errors import DnsError, InvalidAddress, QuotaExceeded
+from mailwarden.delivery.local import LocalDelivery, LocalTarget, fits_quota
+from mailwarden.dns.resolver import Resolver
+from mailwarden.services.accounts import AccountService
+from mailwarden.smtp.headers import strip_forged_results
+from mailwarden.smtp.policy import Action, DmarcFacts, decide_message
+from mailwarden.smtp.server import MailEnvelope, session_tls
+
+log = logging.getLogger("mailwarden.smtp.inbound")
+
+
+class InboundHandler:
+    """aiosmtpd hooks for the MX listener. No AUTH here: submission is a separate listener."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: AccountService,
+        local: LocalDelivery,
+        resolver: Resolver,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.local = local
+        self.resolver = resolver
+        self.clock = clock
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: MailEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        # RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES: aiosmtpd reads pipelined
+        # commands in order, and MailwardenSMTP.push() adds the enhanced codes.
+        lines = [r[4:] for r in responses if r[4:] != "HELP"]
+        lines += ["PIPELINING", "ENHANCEDSTATUSCODES"]
+        return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: MailEnvelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if address:
+            try:
+                Address.parse(address)
+            except InvalidAddress as exc:
+                return str(replies.BAD_SENDER_SYNTAX.with_text(f"Bad sender address: {exc}"))
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return str(replies.SENDER_OK)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: MailEnvelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.limits.max_recipients:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        try:
+            rcpt = Address.parse(address)
+        except InvalidAddress as exc:
+            return str(replies.BAD_RECIPIENT_SYNTAX.with_text(f"Bad recipient address: {exc}"))
+        if not await self.accounts.is_local_domain(rcpt.domain):
+            # RFC 5321 §3.6.2: never relay for unauthenticated clients.
+            return str(replies.RELAY_DENIED)
+        resolution = await self.accounts.resolve(rcpt)
+        if resolution is None:
+            return str(replies.NO_SUCH_USER.with_text(f"No such user here: {rcpt}"))
+        size = _declared_size(envelope.mail_options)
+        if not any(fits_quota(u, size) for u in resolution.users):
+            return str(replies.OVER_QUOTA.with_text(f"Mailbox of {rcpt} is full"))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in resolution.users)
+        return str(replies.RECIPIENT_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: MailEnvelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        queue_id = secrets.token_hex(6)
+        ip = str(session.peer[0]) if session.peer else ""
+        helo = session.host_name or ""
+        mail_from = str(envelope.mail_from or "")
+        content = strip_forged_results(content, self.settings.hostname)
+        try:
+            verdict = await authenticate(
+                self.resolver, ip=ip, helo=helo, mail_from=mail_from, message=content
+            )
+        except DnsError:
+            return str(replies.DNS_TEMP_FAILURE)
+        dmarc = verdict.dmarc
+        decision = decide_message(
+            DmarcFacts(dmarc.result, dmarc.policy, dmarc.from_domain), self.settings.inbound
+        )
+        ar = authentication_results(self.settings.hostname, verdict)
+        log.info(
+            "%s from=<%s> ip=%s rcpts=%d size=%d %s action=%s",
+            queue_id,
+            mail_from,
+            ip,
+            len(envelope.rcpt_tos),
+            len(content),
+            ar,
+            decision.action.value,
+        )
+        if decision.action is Action.REJECT:
+            return str(decision.reply)
+        stored = (
+            self._received(server, session, envelope, queue_id)
+            + (f"Authentication-Results: {ar}\r\n".encode())
+            + content
+        )
+        mailbox = "\\Junk" if decision.action is Action.JUNK else "INBOX"
+        try:
+            await self.local.deliver(
+                stored,
+                mail_from=mail_from,
+                targets=envelope.local_targets,
+                mailbox=mailbox,
+                auth_results=ar,
+            )
+        except QuotaExceeded:
+            return str(replies.OVER_QUOTA)
+        except Exception:
+            log.exception("%s: local delivery failed", queue_id)
+            return str(replies.TEMP_FAILURE)
+        return str(replies.QUEUED.with_text(f"Message accepted as {queue_id}"))
+
+    def _received(self, server: SMTP, session: Session, envelope: MailEnvelope, qid: str) -> bytes:
+        """RFC 5321 §4.4 trace header; "with" per RFC 3848 (ESMTPS, UTF8SMTPS, ...)."""
+        tls = session_tls(server)
+        proto = "ESMTP" if session.extended_smtp else "SMTP"
+        if "SMTPUTF8" in envelope.mail_options:
+            proto = "UTF8" + proto
+        if tls is not None:
+            proto += "S"
+        peer_ip = str(session.peer[0]) if session.peer else "unknown"
+        helo = _safe(session.host_name or "unknown")
+        cipher = tls.cipher() if tls else None
+        tls_note = f" ({tls.version()} {_safe(cipher[0])})" if tls and cipher else ""
+        rcpt = _safe(envelope.rcpt_tos[0]) if len(envelope.rcpt_tos) == 1 else ""
+        for_clause = f"\r\n\tfor <{rcpt}>" if rcpt else ""
+        when = format_datetime(self.clock.now())
+        return (
+            f"Received: from {helo} ([{peer_ip}])\r\n\tby {self.settings.hostname} (mailwarden)"
+            f" with {proto}{tls_note} id {qid}{for_clause};\r\n\t{when}\r\n"
+        ).encode("utf-8", "replace")
+
+
+def _safe(text: str) -> str:
+    """Keep header-injection characters out of trace fields."""
+    return "".join(c for c in text if c.isprintable() and c not in "\r\n()<>;")[:255]
+
+
+def _declared_size(options: list[str]) -> int:
+    for opt in options:
+        if opt.upper().startswith("SIZE="):
+            try:
+                return max(0, int(opt[5:]))
+            except ValueError:
+                return 0
+    return 0
+
+
+def make_handler(**kwargs: Any) -> InboundHandler:
+    return InboundHandler(**kwargs)

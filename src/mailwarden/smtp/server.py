@@ -1,0 +1,201 @@
+"""aiosmtpd protocol subclass: bulk DATA, enhanced status codes, connection limits."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope
+
+from mailwarden.core import replies
+from mailwarden.smtp.data import DataProblem, receive
+
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+_CODE = re.compile(r"^(\d{3})([ -])(.*)$", re.S)
+# RFC 3463 class defaults for replies aiosmtpd composes itself (RFC 2034 §3: every
+# reply except the greeting and the EHLO/HELO reply carries an enhanced code).
+_DEFAULT_ENHANCED = {
+    221: "2.0.0",
+    235: "2.7.0",
+    250: "2.0.0",
+    251: "2.1.5",
+    252: "2.5.0",
+    421: "4.3.0",
+    450: "4.2.0",
+    451: "4.3.0",
+    452: "4.3.1",
+    454: "4.7.0",
+    500: "5.5.2",
+    501: "5.5.4",
+    502: "5.5.1",
+    503: "5.5.1",
+    504: "5.5.4",
+    530: "5.7.0",
+    535: "5.7.8",
+    538: "5.7.11",
+    550: "5.0.0",
+    552: "5.3.4",
+    553: "5.1.3",
+    554: "5.0.0",
+    555: "5.5.4",
+}
+
+
+def add_enhanced_code(line: str) -> str:
+    if _HAS_ENHANCED.match(line):
+        return line
+    m = _CODE.match(line)
+    if not m:
+        return line
+    enhanced = _DEFAULT_ENHANCED.get(int(m.group(1)))
+    if enhanced is None:
+        return line
+    text = m.group(3).removeprefix("Error: ")
+    return f"{m.group(1)}{m.group(2)}{enhanced} {text}"
+
+
+@dataclass
+class ConnectionGate:
+    """Counts live sessions per client IP and in total."""
+
+    per_ip: int
+    total: int
+    counts: Counter[str] = field(default_factory=Counter)
+    live: int = 0
+
+    def admit(self, ip: str) -> bool:
+        if self.live >= self.total or self.counts[ip] >= self.per_ip:
+            return False
+        self.counts[ip] += 1
+        self.live += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.counts[ip] -= 1
+        if self.counts[ip] <= 0:
+            del self.counts[ip]
+        self.live -= 1
+
+
+class MailEnvelope(Envelope):
+    """aiosmtpd's envelope plus what our handlers learned at RCPT time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local_targets: list[Any] = []
+        self.data_problem: DataProblem = DataProblem.NONE
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_message_size: int
+    max_header_size: int
+    bare_newline: str
+    gate: ConnectionGate
+
+
+class MailwardenSMTP(SMTP):
+    # Commands are still limited to command_size_limit (RFC 5321 §4.5.3.1.4); this is
+    # only the StreamReader buffer limit, raised so DATA can be read in big chunks.
+    line_length_limit = 1 << 16
+
+    def __init__(self, handler: Any, *, limits: SessionLimits, **kwargs: Any) -> None:
+        super().__init__(handler, data_size_limit=limits.max_message_size, **kwargs)
+        self.limits = limits
+        self._admitted_ip: str | None = None
+        self._refused = False
+        self._in_ehlo = False
+
+    def _create_envelope(self) -> MailEnvelope:
+        return MailEnvelope()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else "?"
+            if self.limits.gate.admit(ip):
+                self._admitted_ip = ip
+            else:
+                self._refused = True
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted_ip is not None:
+            self.limits.gate.release(self._admitted_ip)
+            self._admitted_ip = None
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            await self.push(str(replies.TOO_MANY_CONNECTIONS))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and not self._in_ehlo:
+            status = add_enhanced_code(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        assert envelope is not None
+        if not envelope.rcpt_tos:
+            await self.push(str(replies.BAD_SEQUENCE.with_text("Need RCPT command")))
+            return
+        if arg:
+            await self.push(str(replies.SYNTAX_ERROR.with_text("Syntax: DATA")))
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        result = await receive(
+            self._reader,
+            max_size=self.limits.max_message_size,
+            max_header=self.limits.max_header_size,
+            bare_newline=self.limits.bare_newline,
+        )
+        problem_reply = {
+            DataProblem.TOO_BIG: replies.MESSAGE_TOO_BIG,
+            DataProblem.BARE_NEWLINE: replies.BARE_NEWLINE,
+            DataProblem.HEADER_TOO_BIG: replies.MESSAGE_TOO_BIG.with_text(
+                "Message header too large"
+            ),
+        }.get(result.problem)
+        if problem_reply is not None:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(str(problem_reply))
+            return
+        envelope.content = result.content
+        envelope.original_content = result.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
+
+def session_tls(server: Any) -> ssl.SSLObject | None:
+    transport = getattr(server, "transport", None)
+    if transport is None:
+        return None
+    obj = transport.get_extra_info("ssl_object")
+    return obj if isinstance(obj, ssl.SSLObject) else None

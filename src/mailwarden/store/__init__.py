@@ -1,0 +1,1 @@
+"""Storage: ports (Protocols), the SQLAlchemy implementation, migrations and the blob store."""

@@ -1,0 +1,66 @@
+"""Content-addressed message bodies under data_dir/blobs, fsync'd before the DB commit.
+
+Layout: blobs/ab/cd/<sha256 hex>. A blob is written to a temporary file in its final
+directory, fsync'd, renamed into place, and the directory is fsync'd, so a crash leaves
+either no file or the whole file. Identical content is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a blob key: {key!r}")
+        return self.root / key[:2] / key[2:4] / key
+
+    @staticmethod
+    def key_for(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    async def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its key. Runs the file I/O in a thread."""
+        return await asyncio.to_thread(self.put_sync, data)
+
+    def put_sync(self, data: bytes) -> str:
+        key = self.key_for(data)
+        final = self.path(key)
+        if final.exists():
+            return key
+        directory = final.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{key}.{os.getpid()}.{id(data)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+        return key
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread(self.path(key).read_bytes)
+
+    def get_sync(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
