@@ -256,10 +256,11 @@ class KnotServer:
         change_timeout: float = 10.0,
         host: str = "127.0.0.1",
     ) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
+        addr = ipaddress.ip_address(host)
+        if not addr.is_loopback:
             raise ValueError(f"{host} is not a loopback address")
         self.workdir = Path(workdir).resolve()
-        self.host = host
+        self.host = addr.compressed
         self.startup_timeout = startup_timeout
         self.change_timeout = change_timeout
         self.port = 0
@@ -280,9 +281,12 @@ class KnotServer:
 
     @property
     def nameserver(self) -> str:
-        """``"127.0.0.1:PORT"`` — what DnsPythonResolver(nameservers=[...]) takes."""
+        """``"127.0.0.1:PORT"`` (``"[::1]:PORT"`` for host="::1") — what
+        DnsPythonResolver(nameservers=[...]) takes."""
         if not self.running:
             raise KnotError("knotd is not running (call start() first)")
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
 
     @property
@@ -309,22 +313,20 @@ class KnotServer:
         self.zones_dir.mkdir(exist_ok=True)
         if len(str(self.workdir / "knot.sock").encode()) > _SUN_PATH_MAX:
             self._sock_dir = Path(tempfile.mkdtemp(prefix="knot-"))
-        attempts = 5
-        for attempt in range(1, attempts + 1):
-            self.port = _free_port(self.host)
-            try:
+        try:
+            for _attempt in range(5):
+                self.port = _free_port(self.host)
                 self._launch()
-                self._wait_ready()
-                return self
-            except _PortTaken:
-                # Another process grabbed the port between probing and binding: retry.
-                self._reap()
-                if attempt == attempts:
-                    raise KnotError(self._with_log("could not bind a free port")) from None
-            except BaseException:
-                self.stop()
-                raise
-        raise AssertionError("unreachable")
+                try:
+                    self._wait_ready()
+                    return self
+                except _PortTaken:
+                    # Another process took the port between our probe and knotd's bind.
+                    self._reap()
+            raise KnotError(self._with_log("could not bind a free port in 5 attempts"))
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """SIGTERM, wait up to 10 s, then SIGKILL. Idempotent; keeps the log for debugging."""
@@ -494,6 +496,7 @@ template:
                     "",
                 ]
             )
+            mark = self._log_size()
             self._write_zone_file(origin, text)
             self._ensure_configured(origin)
             res = self._knotc("-b", "zone-reload", origin, check=False)
@@ -503,9 +506,12 @@ template:
                         f"knot rejected zone {origin} (serial {serial}): {res.stdout.strip()}\n"
                         f"--- zone file {self._zone_path(origin)} ---\n{text}",
                         grep=f"[{origin}.]",
+                        since=mark,
                     )
                 )
-            self._wait_for(origin, lambda r: _soa_serial(r, origin) == serial, f"serial {serial}")
+            self._wait_for(
+                origin, lambda r: _soa_serial(r, origin) == serial, f"serial {serial}", since=mark
+            )
             return serial
 
     def add_ptr(self, ip: str, *hostnames: str, ttl: int = 1) -> str:
@@ -560,8 +566,10 @@ template:
             return dns.query.tcp(q, self.host, port=self.port, timeout=timeout)
         return dns.query.udp(q, self.host, port=self.port, timeout=timeout)
 
-    def log_tail(self, lines: int = 40, grep: str | None = None) -> str:
-        out = self._log_text().splitlines()
+    def log_tail(self, lines: int = 40, grep: str | None = None, since: int = 0) -> str:
+        """The last ``lines`` of knotd's output and log (those containing ``grep``, if
+        given; from byte offset ``since`` of the log file on)."""
+        out = self._log_text(since).splitlines()
         if grep is not None:
             out = [line for line in out if grep in line]
         return "\n".join(out[-lines:])
@@ -631,7 +639,11 @@ template:
             return False
 
     def _wait_for(
-        self, origin: str, done: Callable[[dns.message.Message], bool], what: str
+        self,
+        origin: str,
+        done: Callable[[dns.message.Message], bool],
+        what: str,
+        since: int = 0,
     ) -> None:
         q = dns.message.make_query(origin + ".", "SOA")
         q.flags &= ~dns.flags.RD
@@ -653,22 +665,31 @@ template:
                         f"zone {origin}: {what} not served within {self.change_timeout:g}s "
                         f"(last answer: {last})",
                         grep=f"[{origin}.]",
+                        since=since,
                     )
                 )
             time.sleep(0.01)
 
-    def _log_text(self) -> str:
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_text(self, since: int = 0) -> str:
         parts = []
-        for p in (self.stderr_path, self.log_path):
-            with contextlib.suppress(OSError):
-                parts.append(p.read_text(encoding="utf-8", errors="replace"))
+        with contextlib.suppress(OSError):
+            parts.append(self.stderr_path.read_text(encoding="utf-8", errors="replace"))
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as f:
+            f.seek(since)
+            parts.append(f.read().decode("utf-8", "replace"))
         return "\n".join(x for x in parts if x)
 
-    def _with_log(self, msg: str, grep: str | None = None) -> str:
-        tail = self.log_tail(40, grep=grep) if grep else ""
+    def _with_log(self, msg: str, grep: str | None = None, since: int = 0) -> str:
+        tail = self.log_tail(40, grep=grep, since=since) if grep else ""
         if not tail:
-            tail = self.log_tail(40)
-        return f"{msg}\n--- knotd log ({self.log_path}) ---\n{tail or '(empty)'}"
+            tail = self.log_tail(40, since=since)
+        return f"{msg}\n--- knotd output and log ({self.workdir}) ---\n{tail or '(empty)'}"
 
 
 class ZoneSet:
@@ -740,11 +761,12 @@ def _soa_serial(resp: dns.message.Message, origin: str) -> int | None:
 
 def _free_port(host: str) -> int:
     """A port free for both TCP and UDP on ``host`` (knotd needs both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+        with socket.socket(family, socket.SOCK_STREAM) as t:
             t.bind((host, 0))
             port = int(t.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
                 try:
                     u.bind((host, port))
                 except OSError:

@@ -131,7 +131,7 @@ class App:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: MailwardenSMTP(handler, limits=session_limits, loop=loop, **kwargs),
-            host=listener.address,
+            host=None if listener.address == "*" else listener.address,
             port=listener.port,
             ssl=tls if listener.tls == "implicit" else None,
             reuse_address=True,

@@ -87,7 +87,9 @@ class DnsPythonResolver:
         except dns.resolver.NXDOMAIN:
             return Answer(name, rdtype, (), nxdomain=True)
         except dns.resolver.NoNameservers as exc:
-            raise DnsError(f"{rdtype} {name}: no nameserver answered (SERVFAIL)") from exc
+            raise DnsError(
+                f"{rdtype} {name}: no nameserver gave an answer (SERVFAIL or REFUSED)"
+            ) from exc
         except (dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
             raise DnsError(f"{rdtype} {name}: timeout") from exc
         except dns.exception.DNSException as exc:

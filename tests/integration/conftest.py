@@ -1,0 +1,86 @@
+"""Fixtures for integration tests: the real server on 127.0.0.1 with a real DNS server."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import nacl.signing
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from dnsserver import KnotServer
+from mwserver import (
+    LOCAL_DOMAIN,
+    PASSWORD,
+    DkimKeys,
+    ServerThread,
+    make_config,
+    postgres_database,
+    settings_for,
+)
+
+
+@pytest.fixture(scope="session")
+def dkim_keys() -> DkimKeys:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ed = nacl.signing.SigningKey.generate()
+    return DkimKeys(
+        rsa_pem=pem,
+        rsa_txt=f"v=DKIM1; k=rsa; p={base64.b64encode(pub).decode()}",
+        ed_private=base64.b64encode(bytes(ed)),
+        ed_txt=f"v=DKIM1; k=ed25519; p={base64.b64encode(bytes(ed.verify_key)).decode()}",
+    )
+
+
+@pytest.fixture(scope="session")
+def test_tld(dns_server: KnotServer) -> KnotServer:
+    """Serve the "test." zone itself, so unknown names under it are NXDOMAIN, not REFUSED."""
+    dns_server.set_zone("test", [])
+    return dns_server
+
+
+def start_server(tmp_path: Path, nameserver: str, url: str = "", **extra: object) -> ServerThread:
+    cfg = make_config(tmp_path, nameserver=nameserver, storage_url=url, extra=dict(extra))
+    srv = ServerThread(settings_for(tmp_path, cfg)).start()
+    acc = srv.services.accounts
+    srv.call(acc.add_domain(LOCAL_DOMAIN))
+    srv.call(acc.add_user(f"alice@{LOCAL_DOMAIN}", PASSWORD))
+    srv.call(acc.add_user(f"bob@{LOCAL_DOMAIN}", PASSWORD, 20_000))
+    srv.call(acc.add_alias(f"postmaster@{LOCAL_DOMAIN}", f"alice@{LOCAL_DOMAIN}"))
+    srv.call(acc.add_domain("catchall.test"))
+    srv.call(acc.add_alias("@catchall.test", f"alice@{LOCAL_DOMAIN}"))
+    return srv
+
+
+@pytest.fixture
+def server(tmp_path: Path, test_tld: KnotServer) -> Iterator[ServerThread]:
+    srv = start_server(tmp_path, test_tld.nameserver)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_server(
+    request: pytest.FixtureRequest, tmp_path: Path, test_tld: KnotServer
+) -> Iterator[ServerThread]:
+    """The server on each storage backend (the storage and delivery tests run on both)."""
+    if request.param == "sqlite":
+        srv = start_server(tmp_path, test_tld.nameserver)
+        yield srv
+        srv.stop()
+        return
+    with postgres_database() as url:
+        srv = start_server(tmp_path, test_tld.nameserver, url)
+        yield srv
+        srv.stop()
