@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nacl.signing
@@ -68,6 +68,21 @@ def server(tmp_path: Path, test_tld: KnotServer) -> Iterator[ServerThread]:
     srv = start_server(tmp_path, test_tld.nameserver)
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path, test_tld: KnotServer) -> Iterator[Callable[..., ServerThread]]:
+    """Start a server with extra config sections, e.g. make_server(limits={...})."""
+    started: list[ServerThread] = []
+
+    def factory(**extra: object) -> ServerThread:
+        srv = start_server(tmp_path / f"s{len(started)}", test_tld.nameserver, **extra)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

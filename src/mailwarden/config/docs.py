@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -26,6 +26,13 @@ def _default(field: FieldInfo) -> str:
     return f"`{json.dumps(value, default=str)}`"
 
 
+def _type_name(ann: Any) -> str:
+    if get_origin(ann) is Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in get_args(ann))
+    text = ann.__name__ if isinstance(ann, type) else str(ann)
+    return text.replace("typing.", "").replace("pathlib.", "").replace(" | ", " or ")
+
+
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows: list[str] = []
     for name, field in model.model_fields.items():
@@ -34,7 +41,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows.extend(_rows(ann, f"{key}."))
             continue
-        typ = getattr(ann, "__name__", str(ann)).replace("typing.", "")
+        typ = _type_name(ann)
         desc = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{key}` | {typ} | {_default(field)} | {desc} |")
     return rows

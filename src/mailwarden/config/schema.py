@@ -100,10 +100,8 @@ class LimitSettings(_Strict):
     max_connections: int = Field(1000, ge=1, description="Concurrent SMTP sessions in total.")
     # RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for the next command.
     idle_timeout: float = Field(300.0, gt=0, description="Seconds an SMTP session may stay silent.")
-    # RFC 5321 §4.5.3.1.6: 1000 octets including CRLF; we allow more for real-world mail.
-    max_line_length: int = Field(
-        4096, ge=1000, description="Longest command line / header line in bytes."
-    )
+    # Command lines are limited by aiosmtpd to 512 octets plus extension allowances
+    # (RFC 5321 §4.5.3.1.4); a message's header section is limited here.
     max_header_size: int = Field(
         1_048_576, ge=16_384, description="Bytes of header section allowed."
     )

@@ -9,8 +9,8 @@ from mailwarden.core.clock import Clock
 from mailwarden.core.errors import QuotaExceeded
 from mailwarden.delivery.headers import parse_headers, summarize
 from mailwarden.store.blobs import BlobStore
+from mailwarden.store.ports import Store
 from mailwarden.store.records import Delivered, Delivery, NewMessage, UserRecord
-from mailwarden.store.sql import SqlStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ def fits_quota(user: UserRecord, size: int) -> bool:
 
 
 class LocalDelivery:
-    def __init__(self, store: SqlStore, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, clock: Clock) -> None:
         self.store = store
         self.blobs = blobs
         self.clock = clock

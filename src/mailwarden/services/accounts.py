@@ -8,8 +8,8 @@ from mailwarden.core.address import Address, normalize_domain
 from mailwarden.core.clock import Clock
 from mailwarden.core.errors import InvalidAddress, MailwardenError, NotFound
 from mailwarden.services.passwords import hash_password
+from mailwarden.store.ports import Store
 from mailwarden.store.records import AliasRecord, DomainRecord, UserRecord
-from mailwarden.store.sql import SqlStore
 
 MAX_ALIAS_DEPTH = 10
 MIN_PASSWORD_LENGTH = 8
@@ -24,7 +24,7 @@ class Resolution:
 
 
 class AccountService:
-    def __init__(self, store: SqlStore, clock: Clock, default_quota: int = 0) -> None:
+    def __init__(self, store: Store, clock: Clock, default_quota: int = 0) -> None:
         self.store = store
         self.clock = clock
         self.default_quota = default_quota

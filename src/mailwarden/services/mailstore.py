@@ -5,12 +5,12 @@ from __future__ import annotations
 from mailwarden.core.address import Address
 from mailwarden.core.errors import NotFound
 from mailwarden.store.blobs import BlobStore
+from mailwarden.store.ports import Store
 from mailwarden.store.records import MailboxRecord, MessageRecord
-from mailwarden.store.sql import SqlStore
 
 
 class MailstoreService:
-    def __init__(self, store: SqlStore, blobs: BlobStore) -> None:
+    def __init__(self, store: Store, blobs: BlobStore) -> None:
         self.store = store
         self.blobs = blobs
 
