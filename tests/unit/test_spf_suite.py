@@ -13,6 +13,7 @@ the way the suite's reference driver (pyspf's testspf.py) does:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mailwarden.auth.spf import check_spf
+from mailwarden.auth import spf
+from mailwarden.auth.spf import SpfSyntaxError, check_spf, parse_record
 from mailwarden.core.errors import DnsError
-from mailwarden.dns.resolver import Answer
+from mailwarden.dns.resolver import Answer, StaticResolver
 
 SUITE = Path("/work/shared/corpora/spf/rfc7208-tests.yml")
 
@@ -104,3 +106,49 @@ async def test_rfc7208_suite(zonedata: dict[str, list[Any]], case: dict[str, Any
 
 def test_suite_size() -> None:
     assert len(list(_cases())) > 140
+
+
+# ------------------------------------------------------------ beyond the suite's scope
+async def test_null_mail_from_is_postmaster_at_helo() -> None:
+    resolver = StaticResolver({("mail.example.org", "TXT"): ["v=spf1 ip4:192.0.2.1 -all"]})
+    mail_from, helo = await check_spf(resolver, "192.0.2.1", "<>", "mail.example.org")
+    assert mail_from is helo
+    assert (mail_from.result, mail_from.domain) == ("pass", "mail.example.org")
+
+
+async def test_mail_from_and_helo_are_separate_checks() -> None:
+    resolver = StaticResolver(
+        {
+            ("example.org", "TXT"): ["v=spf1 include:_spf.example.org -all"],
+            ("_spf.example.org", "TXT"): ["v=spf1 ip6:2001:db8::/32 ~all"],
+        }
+    )
+    mail_from, helo = await check_spf(resolver, "2001:db8::25", "a@example.org", "[2001:db8::25]")
+    assert (mail_from.result, mail_from.lookups) == ("pass", 1)
+    assert helo.result == "none"
+
+
+def test_parse_record_is_cached_and_strict() -> None:
+    text = "v=spf1 a mx/24 ip4:192.0.2.0/24 include:_spf.%{d2} ~all exp=why.%{d}"
+    assert parse_record(text) is parse_record(text)
+    record = parse_record(text)
+    assert [m.kind for m in record.mechanisms] == ["a", "mx", "ip4", "include", "all"]
+    assert record.exp == "why.%{d}"
+    with pytest.raises(SpfSyntaxError):
+        parse_record("v=spf1 ip4:192.0.2.0/33")
+
+
+async def test_overall_time_limit_is_temperror(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Slow:
+        async def query(self, name: str, rdtype: str) -> Answer:
+            await asyncio.sleep(10)
+            raise AssertionError("unreachable")
+
+    monkeypatch.setattr(spf, "TIME_LIMIT", 0.05)
+    result = await spf.check_host(Slow(), "192.0.2.1", "example.org", "a@example.org", "h")
+    assert result.result == "temperror"
+
+
+async def test_invalid_client_ip() -> None:
+    result = await spf.check_host(StaticResolver(), "not-an-ip", "example.org", "a@b", "h")
+    assert result.result == "permerror"

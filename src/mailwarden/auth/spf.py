@@ -431,12 +431,8 @@ class _Evaluation:
     async def _p_macro(self, domain: str) -> str:
         """RFC 7208 §7.3 "p": the domain itself, else a subdomain, else any validated name."""
         names = await self._validated_names(void=False)
-        for name in names:
-            if name == domain:
-                return name
-        return next(
-            (n for n in names if n.endswith("." + domain)), names[0] if names else "unknown"
-        )
+        ranked = sorted(names, key=lambda n: (n != domain, not n.endswith("." + domain)))
+        return ranked[0] if ranked else "unknown"
 
     def _any_in(self, addrs: list[IP], mech: Mechanism) -> bool:
         """RFC 7208 §5.3: match when the client is within the CIDR of any address."""
@@ -466,9 +462,7 @@ class _Evaluation:
         if not answer.records:
             self.voids += 1
             if self.voids > MAX_VOID:
-                raise _Abort(
-                    "permerror", f"more than {MAX_VOID} void lookups, last {name} (§4.6.4)"
-                )
+                raise _Abort("permerror", f"over {MAX_VOID} void lookups, at {name} (§4.6.4)")
 
 
 def _client_ip(ip: str) -> IP:

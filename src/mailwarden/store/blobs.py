@@ -36,7 +36,8 @@ class BlobStore:
         if final.exists():
             return key
         directory = final.parent
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            self._make_dirs(directory)
         tmp = directory / f".{key}.{os.getpid()}.{id(data)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -50,6 +51,17 @@ class BlobStore:
         os.replace(tmp, final)
         _fsync_dir(directory)
         return key
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create missing levels and fsync each parent, so the new entries survive a crash."""
+        missing = []
+        d = directory
+        while not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for level in reversed(missing):
+            level.mkdir(exist_ok=True)
+            _fsync_dir(level.parent)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path(key).read_bytes)
