@@ -432,6 +432,18 @@ class Target:
     def cpu(self) -> float:
         return float(self.cg.cpu_seconds())
 
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) seconds from cgroup v1 cpuacct.stat; (0, 0) if unavailable."""
+        if self.cg.kind != "v1":
+            return 0.0, 0.0
+        try:
+            with open(os.path.join(self.cg.path, "cpuacct.stat")) as f:
+                vals = dict(line.split() for line in f)
+        except OSError:
+            return 0.0, 0.0
+        clk = os.sysconf("SC_CLK_TCK")
+        return int(vals.get("user", 0)) / clk, int(vals.get("system", 0)) / clk
+
 
 # one log record per "2026-11-21 10:13:23,565 LEVEL logger: ..." line plus its continuations
 _LOG_RECORD = re.compile(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ )")
@@ -806,11 +818,11 @@ def one_run(
     )
     if not record:
         spec.seconds, spec.count = args.warmup, None
-    s0, d0 = t.cpu(), dns_cg.cpu_seconds()
+    s0, d0, us0 = t.cpu(), dns_cg.cpu_seconds(), t.cpu_split()
     b0, _ = bl.system_cpu()
     la = bl.loadavg()
     res = load(spec)
-    s1, d1 = t.cpu(), dns_cg.cpu_seconds()
+    s1, d1, us1 = t.cpu(), dns_cg.cpu_seconds(), t.cpu_split()
     b1, _ = bl.system_cpu()
     row: dict[str, Any] = {
         "ts": time.strftime("%H:%M:%S"),
@@ -830,6 +842,8 @@ def one_run(
         "txn_p99_ms": _ms(pct(res.txn_lat, 99)),
         "server_cpu_s": round(s1 - s0, 3),
         "server_cpu_pct": round(100 * (s1 - s0) / res.elapsed, 1) if res.elapsed else None,
+        "server_user_s": round(us1[0] - us0[0], 2),
+        "server_sys_s": round(us1[1] - us0[1], 2),
         "cpu_ms_per_msg": round(1000 * (s1 - s0) / res.accepted, 3) if res.accepted else None,
         "client_cpu_s": round(res.client_cpu, 3),
         "dns_cpu_s": round(d1 - d0, 3),
@@ -862,7 +876,8 @@ def fmt_row(r: dict[str, Any]) -> str:
         f"run{r['run']} {r['target']:16s} {r['size']:6d}B c={r['conc']:<3d} "
         f"{r['accepted']:6d} ok {r['msgs_s']:8.1f}/s p50={r['msg_p50_ms']}ms "
         f"p99={r['msg_p99_ms']}ms txn p50={r['txn_p50_ms']} p99={r['txn_p99_ms']} "
-        f"err={err} cpu={r['cpu_ms_per_msg']}ms/msg ({r['server_cpu_pct']}%) "
+        f"err={err} cpu={r['cpu_ms_per_msg']}ms/msg ({r['server_cpu_pct']}%, "
+        f"usr {r['server_user_s']}s sys {r['server_sys_s']}s) "
         f"cli={r['client_cpu_s']}s dns={r['dns_cpu_s']}s other={r['other_cpu_s']}s{extra}"
     )
 
@@ -885,7 +900,7 @@ def summarize(rows: list[dict[str, Any]], targets: Sequence[str]) -> tuple[str, 
     refs = [t for t in ("postfix-maildir", "postfix-discard") if t in targets]
     head = (
         "| target | size | conc | msg/s | p50 ms | p99 ms | txn p50/p99 ms | errors "
-        "| CPU ms/msg | " + " | ".join(f"ratio vs {r}" for r in refs) + " |"
+        "| CPU ms/msg |" + "".join(f" ratio vs {r} |" for r in refs)
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     summary: dict[str, Any] = {"cells": []}
@@ -933,9 +948,8 @@ def summarize(rows: list[dict[str, Any]], targets: Sequence[str]) -> tuple[str, 
             lines.append(
                 f"| {t} | {_size(size)} | {conc} | {_f(rate, '.0f')}{span} "
                 f"| {_f(cell['msg_p50_ms'])} | {_f(cell['msg_p99_ms'])} "
-                f"| {_f(cell['txn_p50_ms'])} / {_f(cell['txn_p99_ms'])} | {err_s} | {cpu_s} | "
-                + " | ".join(ratios)
-                + " |"
+                f"| {_f(cell['txn_p50_ms'])} / {_f(cell['txn_p99_ms'])} | {err_s} | {cpu_s} |"
+                + "".join(f" {x} |" for x in ratios)
             )
     return "\n".join(lines), summary
 
@@ -963,54 +977,57 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def profile(mw: MailwardenTarget, pools: dict[int, list[bytes]], args: Any, outdir: Path) -> str:
+    """py-spy the server at c=10, per size: once with --gil (where the Python CPU goes), once
+    with --native over all threads (includes C code: SQLite, hashing, crypto)."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
         return "py-spy not found: /work/venv/bin/pip install py-spy"
     report = []
+    dur = max(3, int(args.profile))
     for size, pool in pools.items():
-        raw = outdir / f"pyspy-mailwarden-{size}-c10.txt"
-        svg = outdir / f"pyspy-mailwarden-{size}-c10.svg"
-        dur = int(args.profile)
-        cmd = [pyspy, "record", "-p", str(mw.pid), "-r", "250", "-d", str(dur), "-f", "raw"]
-        cmd += ["-o", str(raw), "--nonblocking"]
-        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)
-        spec = LoadSpec(mw.port, pool, SENDER, mw.rcpt, 10, args.per_conn, dur - 1.0)
-        res = load(spec)
-        _, err = spy.communicate(timeout=60)
-        if spy.returncode != 0:
-            report.append(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-        mw.sync_count()
-        if raw.exists():
-            report.append(
-                f"### mailwarden profile, {_size(size)} c=10 ({res.accepted / res.elapsed:.0f}"
-                f" msg/s during profiling; py-spy --nonblocking, 250 Hz; {raw})\n"
-                + summarize_collapsed(raw)
+        for mode in ("gil", "native"):
+            raw = outdir / f"pyspy-mailwarden-{size}-c10-{mode}.txt"
+            cmd = [pyspy, "record", "-p", str(mw.pid), "-r", "250", "-d", str(dur), "-f", "raw"]
+            cmd += ["-o", str(raw), "--nonblocking", f"--{mode}"]
+            spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(0.5)
+            res = load(LoadSpec(mw.port, pool, SENDER, mw.rcpt, 10, args.per_conn, dur - 1.0))
+            _, err = spy.communicate(timeout=120)
+            if spy.returncode != 0 or not raw.exists():
+                report.append(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+                continue
+            what = (
+                "--gil: samples only the thread holding the GIL, i.e. where the Python CPU goes"
+                if mode == "gil"
+                else "--native: all running threads, with C frames (SQLite, hashlib, ...)"
             )
-            with contextlib.suppress(Exception):
-                flame = shutil.which("flamegraph.pl")
-                if flame:
-                    with svg.open("wb") as f:
-                        subprocess.run([flame, str(raw)], stdout=f, check=False)
+            rate = res.accepted / res.elapsed if res.elapsed else 0.0
+            report.append(
+                f"### mailwarden profile, {_size(size)} c=10, {rate:.0f} msg/s while profiled\n"
+                f"py-spy {what}; 250 Hz, {dur} s; raw stacks: {raw}\n\n"
+                + summarize_collapsed(raw, dur * 250)
+            )
+    mw.sync_count()
     return "\n\n".join(report)
 
 
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+# frames every stack starts with; left out of the inclusive tables
+_ROOT_AREAS = {
+    *("<frozen runpy>", "typer", "threading", "concurrent", "asyncio"),
+    *("mailwarden/cli", "mailwarden/__main__", "mailwarden/app"),
+}
 
 
 def _area(path: str) -> str:
-    if "/mailwarden/" in path:
-        sub = path.split("/mailwarden/", 1)[1]
-        return "mailwarden/" + sub.split("/")[0].removesuffix(".py")
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    m = re.search(r"python3\.\d+/(.*)", path)
-    if m:
-        return "stdlib/" + m.group(1).split("/")[0].removesuffix(".py")
-    return path.rsplit("/", 1)[-1] or "?"
+    """``mailwarden/auth/dkim.py`` -> ``mailwarden/auth``; ``dkim/__init__.py`` -> ``dkim``."""
+    parts = path.split("/")
+    if parts[0] == "mailwarden" and len(parts) > 1:
+        return "mailwarden/" + parts[1].removesuffix(".py")
+    return parts[0].removesuffix(".py") if len(parts) > 1 else path.removesuffix(".py")
 
 
-def summarize_collapsed(path: Path, top: int = 15) -> str:
+def summarize_collapsed(path: Path, possible: int = 0, top: int = 15) -> str:
     self_fn: collections.Counter[str] = collections.Counter()
     incl_fn: collections.Counter[str] = collections.Counter()
     self_area: collections.Counter[str] = collections.Counter()
@@ -1020,22 +1037,22 @@ def summarize_collapsed(path: Path, top: int = 15) -> str:
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        count = int(n)
-        total += count
         frames = []
         for fr in stack.split(";"):
             m = _FRAME.match(fr)
             if m:
-                frames.append((m.group("fn"), m.group("file")))
+                frames.append((m.group("fn"), _area(m.group("file"))))
         if not frames:
             continue
-        fn, file = frames[-1]
-        self_fn[f"{fn} ({_area(file)})"] += count
-        self_area[_area(file)] += count
-        for name in {f"{f} ({_area(p)})" for f, p in frames}:
+        count = int(n)
+        total += count
+        fn, area = frames[-1]
+        self_fn[f"{fn} ({area})"] += count
+        self_area[area] += count
+        for name in {f"{f} ({a})" for f, a in frames if a not in _ROOT_AREAS}:
             incl_fn[name] += count
-        for area in {_area(p) for _f2, p in frames}:
-            incl_area[area] += count
+        for a in {a for _f, a in frames if a not in _ROOT_AREAS}:
+            incl_area[a] += count
     if not total:
         return "(no samples)"
 
@@ -1046,9 +1063,10 @@ def summarize_collapsed(path: Path, top: int = 15) -> str:
 
     return "\n\n".join(
         [
-            f"{total} samples (all threads, active only)",
-            tab("self time by area (leaf frame's module)", self_area),
-            tab("inclusive time by area", incl_area),
+            f"{total} samples"
+            + (f" ({100 * total / possible:.0f}% of {possible} sample ticks)" if possible else ""),
+            tab("self time by module", self_area),
+            tab("inclusive time by module (event loop/thread roots left out)", incl_area),
             tab("self time by function", self_fn),
             tab("inclusive time by function", incl_fn),
         ]
@@ -1177,7 +1195,8 @@ def _raise_exit(signum: int, _frame: object) -> None:
 CSV_FIELDS = [
     "ts", "run", "target", "size", "conc", "per_conn", "accepted", "failed", "errors",
     "elapsed_s", "msgs_s", "msg_p50_ms", "msg_p99_ms", "txn_p50_ms", "txn_p99_ms",
-    "server_cpu_s", "server_cpu_pct", "cpu_ms_per_msg", "cpu_ms_per_msg_total", "client_cpu_s",
+    "server_cpu_s", "server_cpu_pct", "server_user_s", "server_sys_s", "cpu_ms_per_msg",
+    "cpu_ms_per_msg_total", "client_cpu_s",
     "dns_cpu_s", "other_cpu_s", "loadavg0", "drain_s", "stored", "lost", "auth_logged",
     "auth_not_pass", "auth_sample", "log_errors", "tracebacks",
 ]  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from dnsserver import KnotServer
 from mwserver import ServerProcess
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
@@ -51,14 +52,16 @@ def sender(port: int, acked: list[str], stop: threading.Event) -> None:
             time.sleep(0.01)  # killed mid-transaction: that message was never acknowledged
 
 
-def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
+def test_sigkill_under_load_loses_nothing_acknowledged(
+    tmp_path: Path, test_tld: KnotServer
+) -> None:
     mw(tmp_path, "init", "--hostname", "mail.example.test")
     mw(tmp_path, "domain", "add", "example.test")
     mw(tmp_path, "user", "add", "alice@example.test", "--password-stdin", stdin="s3cret-pass\n")
     cfg_path = tmp_path / "mailwarden.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["listeners"] = {"mx": {"protocol": "smtp", "address": "127.0.0.1", "port": 0}}
-    cfg["dns"] = {"nameservers": ["127.0.0.1:9"], "timeout": 0.5}
+    cfg["dns"] = {"nameservers": [test_tld.nameserver]}
     cfg_path.write_text(yaml.safe_dump(cfg))
 
     proc = ServerProcess(cfg_path, tmp_path / "server.log")

@@ -160,15 +160,16 @@ async def test_servfail_is_dns_error(dns_zones: ZoneSet, dns_resolver: DnsPython
 async def test_name_under_no_zone_is_dns_error_not_nxdomain(
     dns_zones: ZoneSet, dns_resolver: DnsPythonResolver
 ) -> None:
-    # knot answers REFUSED for names outside every zone it serves.
+    # knot answers REFUSED for names outside every zone it serves. (Other tests serve the
+    # "test." zone itself, so use a TLD nobody serves.)
     with pytest.raises(DnsError):
-        await dns_resolver.query(f"nozone.{dns_zones.domain}", "A")
+        await dns_resolver.query(f"nozone.{dns_zones.domain}.unserved", "A")
 
 
 async def test_removed_zone_is_no_longer_served(
     dns_zones: ZoneSet, dns_resolver: DnsPythonResolver
 ) -> None:
-    d = dns_zones.domain
+    d = f"{dns_zones.domain}.unserved"  # no parent zone of ours covers it
     dns_zones.set_zone(d, ["www A 127.0.0.1"])
     assert (await dns_resolver.query(f"www.{d}", "A")).records == ("127.0.0.1",)
     dns_zones.remove_zone(d)
@@ -218,7 +219,7 @@ def test_txt_helper_chunks() -> None:
 def test_knot_rejects_bad_zone_and_keeps_serving_old_data(
     dns_server: KnotServer, dns_zones: ZoneSet
 ) -> None:
-    d = dns_zones.domain
+    d = f"{dns_zones.domain}.unserved"  # no parent zone of ours covers it
     dns_zones.set_zone(d, ["www A 127.0.0.1"])
     with pytest.raises(KnotError, match="rejected"):
         dns_zones.set_zone(d, ["www A not-an-address"])

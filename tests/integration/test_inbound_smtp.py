@@ -120,33 +120,39 @@ def test_recipient_limit(make_server: MakeServer) -> None:
         assert (code, text[:5]) == (452, b"4.5.3")
 
 
+def transaction(r: Raw, rcpt: str, data: bytes) -> str:
+    """MAIL/RCPT/DATA without SIZE=, so the limit is hit at the end of data."""
+    assert r.cmd(b"MAIL FROM:<a@nowhere.test>\r\n").startswith("250")
+    assert r.cmd(f"RCPT TO:<{rcpt}>\r\n".encode()).startswith("250")
+    assert r.cmd(b"DATA\r\n").startswith("354")
+    return r.cmd(data + b".\r\n")
+
+
 def test_message_too_big(make_server: MakeServer) -> None:
     srv = make_server(limits={"max_message_size": 65536})
-    with connect(srv) as s:
-        big = MSG + b"x" * 70 + b"\r\n"
-        big = big + (b"y" * 998 + b"\r\n") * 70
-        with pytest.raises(smtplib.SMTPDataError) as exc:
-            s.sendmail("a@nowhere.test", [ALICE], big)
-        assert (exc.value.smtp_code, exc.value.smtp_error[:5]) == (552, b"5.3.4")
-        # the session is still usable afterwards
-        assert s.sendmail("a@nowhere.test", [ALICE], MSG) == {}
-        # SIZE= declared too big is refused at MAIL FROM
-        code, text = s.mail("a@nowhere.test", ["SIZE=99999999"])
-        assert (code, text[:5]) == (552, b"5.3.4")
+    r = Raw(srv)
+    r.cmd(b"EHLO x.test\r\n")
+    big = MSG + (b"y" * 998 + b"\r\n") * 70
+    assert transaction(r, ALICE, big).startswith("552 5.3.4")
+    # the session is still in sync and usable afterwards
+    assert transaction(r, ALICE, MSG).startswith("250 2.0.0")
+    # SIZE= declared too big is refused at MAIL FROM
+    assert r.cmd(b"MAIL FROM:<a@nowhere.test> SIZE=99999999\r\n").startswith("552 5.3.4")
+    r.close()
     assert count(srv) == 1
 
 
 def test_quota(any_server: ServerThread) -> None:
     body = b"Subject: q\r\n\r\n" + b"z" * 12_000 + b"\r\n"
-    with connect(any_server) as s:
-        assert s.sendmail("a@nowhere.test", [BOB], body) == {}  # 12 KB of 20 KB
-        with pytest.raises(smtplib.SMTPDataError) as exc:
-            s.sendmail("a@nowhere.test", [BOB], body)  # would be 24 KB
-        assert (exc.value.smtp_code, exc.value.smtp_error[:5]) == (452, b"4.2.2")
-        code, text = s.mail("a@nowhere.test", ["SIZE=9000"])
-        assert code == 250
-        code, text = s.rcpt(BOB)
-        assert (code, text[:5]) == (452, b"4.2.2")
+    r = Raw(any_server)
+    r.cmd(b"EHLO x.test\r\n")
+    assert transaction(r, BOB, body).startswith("250 2.0.0")  # 12 KB of 20 KB
+    assert transaction(r, BOB, body).startswith("452 4.2.2")  # would be 24 KB
+    r.cmd(b"RSET\r\n")
+    # with SIZE= declared, the recipient is refused up front
+    assert r.cmd(b"MAIL FROM:<a@nowhere.test> SIZE=9000\r\n").startswith("250")
+    assert r.cmd(f"RCPT TO:<{BOB}>\r\n".encode()).startswith("452 4.2.2")
+    r.close()
     assert count(any_server, BOB) == 1
 
 
