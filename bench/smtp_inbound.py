@@ -377,6 +377,37 @@ def load(spec: LoadSpec) -> LoadResult:
     return res
 
 
+def write_eml(wire: bytes, path: Path) -> Path:
+    """One pool message as smtp-source -F wants it: LF line ends, not dot-stuffed."""
+    raw = wire.removesuffix(b".\r\n").replace(b"\r\n..", b"\r\n.")
+    path.write_bytes(raw.replace(b"\r\n", b"\n"))
+    return path
+
+
+def load_smtp_source(spec: LoadSpec, eml: Path) -> LoadResult:
+    """The same transaction with Postfix's smtp-source (C, cheapest client): it sends one
+    pre-signed message over and over (-F), so there are no latency figures."""
+    n = spec.count or 1
+    cmd = ["smtp-source", "-4", "-s", str(spec.conc), "-m", str(n), "-F", str(eml)]
+    cmd += ["-f", spec.mail_from, "-t", spec.rcpt, "-M", spec.helo]
+    cmd += ["-d"] if spec.per_conn != 1 else []
+    cmd.append(f"{spec.host}:{spec.port}")
+    res = LoadResult()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    res.elapsed = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res.client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    if p.returncode == 0:
+        res.accepted = n
+    else:
+        key = f"smtp-source:rc{p.returncode}"
+        res.errors[key] = n
+        res.error_samples[key] = (p.stderr or p.stdout).strip()[-300:]
+    return res
+
+
 def pct(values: Sequence[float], p: float) -> float | None:
     if not values:
         return None
@@ -816,12 +847,18 @@ def one_run(
         count=args.count or None,
         timeout=args.timeout,
     )
+    use_source = record and args.loadgen == "smtp-source"
     if not record:
         spec.seconds, spec.count = args.warmup, None
+    elif use_source:
+        est = args.rate_est.get((t.name, size), 100.0)
+        spec.seconds, spec.count = None, args.count or max(4 * conc, int(est * args.seconds))
     s0, d0, us0 = t.cpu(), dns_cg.cpu_seconds(), t.cpu_split()
     b0, _ = bl.system_cpu()
     la = bl.loadavg()
-    res = load(spec)
+    res = load_smtp_source(spec, args.eml[size]) if use_source else load(spec)
+    if not record:
+        args.rate_est[(t.name, size)] = res.accepted / res.elapsed if res.elapsed else 100.0
     s1, d1, us1 = t.cpu(), dns_cg.cpu_seconds(), t.cpu_split()
     b1, _ = bl.system_cpu()
     row: dict[str, Any] = {
@@ -874,8 +911,8 @@ def fmt_row(r: dict[str, Any]) -> str:
         extra += f" auth-pass={r['auth_logged'] - r['auth_not_pass']}/{r['auth_logged']}"
     return (
         f"run{r['run']} {r['target']:16s} {r['size']:6d}B c={r['conc']:<3d} "
-        f"{r['accepted']:6d} ok {r['msgs_s']:8.1f}/s p50={r['msg_p50_ms']}ms "
-        f"p99={r['msg_p99_ms']}ms txn p50={r['txn_p50_ms']} p99={r['txn_p99_ms']} "
+        f"{r['accepted']:6d} ok {r['msgs_s']:8.1f}/s p50/p99 {_f(r['msg_p50_ms'])}/"
+        f"{_f(r['msg_p99_ms'])} ms txn {_f(r['txn_p50_ms'])}/{_f(r['txn_p99_ms'])} ms "
         f"err={err} cpu={r['cpu_ms_per_msg']}ms/msg ({r['server_cpu_pct']}%, "
         f"usr {r['server_user_s']}s sys {r['server_sys_s']}s) "
         f"cli={r['client_cpu_s']}s dns={r['dns_cpu_s']}s other={r['other_cpu_s']}s{extra}"
@@ -987,8 +1024,11 @@ def profile(mw: MailwardenTarget, pools: dict[int, list[bytes]], args: Any, outd
     for size, pool in pools.items():
         for mode in ("gil", "native"):
             raw = outdir / f"pyspy-mailwarden-{size}-c10-{mode}.txt"
-            cmd = [pyspy, "record", "-p", str(mw.pid), "-r", "250", "-d", str(dur), "-f", "raw"]
-            cmd += ["-o", str(raw), "--nonblocking", f"--{mode}"]
+            # --native has to stop the process for every sample, so sample it less often
+            rate_hz = 250 if mode == "gil" else 100
+            cmd = [pyspy, "record", "-p", str(mw.pid), "-r", str(rate_hz), "-d", str(dur)]
+            cmd += ["-f", "raw", "-o", str(raw), f"--{mode}"]
+            cmd += ["--nonblocking"] if mode == "gil" else []
             spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(0.5)
             res = load(LoadSpec(mw.port, pool, SENDER, mw.rcpt, 10, args.per_conn, dur - 1.0))
@@ -999,13 +1039,14 @@ def profile(mw: MailwardenTarget, pools: dict[int, list[bytes]], args: Any, outd
             what = (
                 "--gil: samples only the thread holding the GIL, i.e. where the Python CPU goes"
                 if mode == "gil"
-                else "--native: all running threads, with C frames (SQLite, hashlib, ...)"
+                else "--native: all running threads with C frames (SQLite, hashlib, ...); "
+                "stops the process per sample, so the rate is lower"
             )
             rate = res.accepted / res.elapsed if res.elapsed else 0.0
             report.append(
                 f"### mailwarden profile, {_size(size)} c=10, {rate:.0f} msg/s while profiled\n"
-                f"py-spy {what}; 250 Hz, {dur} s; raw stacks: {raw}\n\n"
-                + summarize_collapsed(raw, dur * 250)
+                f"py-spy {what}; {rate_hz} Hz, {dur} s; raw stacks: {raw}\n\n"
+                + summarize_collapsed(raw, dur * rate_hz)
             )
     mw.sync_count()
     return "\n\n".join(report)
@@ -1147,6 +1188,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="mailwarden,postfix-maildir,postfix-discard",
         help=f"comma-separated, from {', '.join(ALL_TARGETS)}",
     )
+    ap.add_argument(
+        "--loadgen",
+        choices=["python", "smtp-source"],
+        default="python",
+        help="python: this script's asyncio client (latencies, a new message each time); "
+        "smtp-source: Postfix's C client, one message repeated, no latencies",
+    )
     ap.add_argument("--per-conn", type=int, default=1, help="messages per connection (0=reuse)")
     ap.add_argument("--pool", type=int, default=200, help="distinct signed messages per size")
     ap.add_argument("--dkim", choices=["rsa", "ed25519", "both"], default="rsa")
@@ -1182,6 +1230,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.size_list = [int(x) for x in args.sizes.split(",") if x]
     args.conc_list = [int(x) for x in args.conc.split(",") if x]
     args.target_list = [x for x in args.targets.split(",") if x]
+    args.rate_est = {}
+    args.eml = {}
     bad = [t for t in args.target_list if t not in ALL_TARGETS]
     if bad:
         ap.error(f"unknown target(s) {bad}; choose from {ALL_TARGETS}")
@@ -1206,6 +1256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_exit)
+    # even when started in the background, where SIGINT would be ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.install:
             install_prereqs()
@@ -1241,6 +1293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{time.perf_counter() - t0:.1f}s; wire sizes "
             + ", ".join(f"{s}: {len(p[0])} B" for s, p in pools.items())
         )
+        for s, p in pools.items():
+            args.eml[s] = write_eml(p[0], root / f"message-{s}.eml")
         ks = start_dns(root / "knot", keys, args.dns_ttl, dns_cg)
         log(f"knot serving {SENDER_DOMAIN} and test. on {ks.nameserver}")
         for name in args.target_list:
@@ -1369,6 +1423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _describe(args: Any) -> str:
     reuse = "new connection per message" if args.per_conn == 1 else f"per_conn={args.per_conn}"
+    reuse += f", client {args.loadgen}"
     length = f"{args.count} msgs" if args.count else f"{args.seconds:g} s"
     return (
         f"{args.runs} run(s) x {length} per cell, {reuse}, DKIM {args.dkim}, "

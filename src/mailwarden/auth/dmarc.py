@@ -17,7 +17,8 @@ from email.utils import getaddresses
 from publicsuffixlist import PublicSuffixList
 
 from mailwarden.auth.dkim import DkimResult, HeaderList
-from mailwarden.auth.spf import SpfResult, check_domain
+from mailwarden.auth.spf import SpfResult
+from mailwarden.auth.spf_record import check_domain
 from mailwarden.core.errors import DnsError
 from mailwarden.dns.resolver import Answer, Resolver
 
