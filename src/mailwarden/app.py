@@ -9,6 +9,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailwarden.auth.dmarc import load_psl
 from mailwarden.config.schema import Listener, Settings
 from mailwarden.core.clock import Clock, SystemClock
 from mailwarden.delivery.local import LocalDelivery
@@ -82,6 +83,7 @@ class App:
         self.services = await build_services(
             self.settings, clock=self.clock, resolver=self.resolver
         )
+        await load_psl()  # the public suffix list, loaded once in a thread before mail arrives
         tls = self._tls_context()
         for name, listener in self.settings.listeners.items():
             if not listener.enabled:

@@ -192,3 +192,34 @@ def test_forged_authentication_results_are_removed(
     raw = stored(server)[0]
     assert b"bank.test" not in raw
     assert raw.count(b"Authentication-Results:") == 1
+
+
+def arc_sealed(domain: str, keys: DkimKeys) -> bytes:
+    """What a forwarder sends: its own Authentication-Results, then an ARC set over it."""
+    original = message(f"x@{domain}")
+    with_ar = (
+        f"Authentication-Results: {domain}; dkim=pass header.d={domain}\r\n".encode() + original
+    )
+    arc = dkim.arc_sign(with_ar, b"rsa", domain.encode(), keys.rsa_pem, domain.encode())
+    return b"".join(arc) + with_ar
+
+
+def test_arc_chain_pass(server: ServerThread, dns_zones: ZoneSet, dkim_keys: DkimKeys) -> None:
+    domain = publish(dns_zones, dkim_keys, dmarc=None)
+    send(server, f"x@{domain}", arc_sealed(domain, dkim_keys))
+    assert "arc=pass" in auth_header(stored(server)[0])
+
+
+def test_arc_chain_tampered_fails(
+    server: ServerThread, dns_zones: ZoneSet, dkim_keys: DkimKeys
+) -> None:
+    domain = publish(dns_zones, dkim_keys, dmarc=None)
+    sealed = arc_sealed(domain, dkim_keys).replace(b"Subject: hello", b"Subject: HELLO")
+    send(server, f"x@{domain}", sealed)
+    assert "arc=fail" in auth_header(stored(server)[0])
+
+
+def test_no_arc_is_none(server: ServerThread, dns_zones: ZoneSet, dkim_keys: DkimKeys) -> None:
+    domain = publish(dns_zones, dkim_keys, dmarc=None)
+    send(server, f"x@{domain}", message(f"x@{domain}"))
+    assert "arc=none" in auth_header(stored(server)[0])

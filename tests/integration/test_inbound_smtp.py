@@ -288,3 +288,14 @@ def test_starttls_with_swaks(server: ServerThread) -> None:
     raw = server.call(server.services.mailstore.raw_message(ALICE, "INBOX", 1))
     assert b"Subject: via swaks" in raw
     assert b"with ESMTPS (TLSv1." in raw
+
+
+def test_idle_timeout_closes_the_session(make_server: MakeServer) -> None:
+    srv = make_server(limits={"idle_timeout": 1})
+    r = Raw(srv)
+    try:
+        assert r.cmd(b"EHLO x.test\r\n").startswith("250")
+        assert r.reply().startswith("421 4.4.2")  # nothing sent for 1 s
+        assert r.reply() == "<closed>"
+    finally:
+        r.close()

@@ -123,13 +123,15 @@ class InboundHandler:
         )
         ar = authentication_results(self.settings.hostname, verdict)
         log.info(
-            "%s from=<%s> ip=%s rcpts=%d size=%d %s action=%s",
+            "%s from=<%s> ip=%s rcpts=%d size=%d spf=%s dkim=%s dmarc=%s action=%s",
             queue_id,
             mail_from,
             ip,
             len(envelope.rcpt_tos),
             len(content),
-            ar,
+            verdict.spf_mailfrom.result,
+            ",".join(d.result for d in verdict.dkim) or "none",
+            dmarc.result,
             decision.action.value,
         )
         if decision.action is Action.REJECT:

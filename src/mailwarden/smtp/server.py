@@ -138,6 +138,12 @@ class MailwardenSMTP(SMTP):
             return
         await super()._handle_client()
 
+    def _timeout_cb(self) -> None:
+        # RFC 5321 §4.5.3.2: say why before closing an idle session (as Postfix does).
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"{replies.IDLE_TIMEOUT}\r\n".encode())  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and not self._in_ehlo:
             status = add_enhanced_code(status)
