@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import secrets
 from email.utils import format_datetime
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session
 
@@ -191,7 +190,3 @@ def _declared_size(options: list[str]) -> int:
             except ValueError:
                 return 0
     return 0
-
-
-def make_handler(**kwargs: Any) -> InboundHandler:
-    return InboundHandler(**kwargs)

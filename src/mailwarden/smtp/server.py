@@ -12,6 +12,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope
 
 from mailwarden.core import replies
+from mailwarden.delivery.local import LocalTarget
 from mailwarden.smtp.data import DataProblem, receive
 
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
@@ -86,7 +87,7 @@ class MailEnvelope(Envelope):
 
     def __init__(self) -> None:
         super().__init__()
-        self.local_targets: list[Any] = []
+        self.local_targets: list[LocalTarget] = []
         self.data_problem: DataProblem = DataProblem.NONE
 
 

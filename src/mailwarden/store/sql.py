@@ -225,7 +225,7 @@ class SqlStore:
 
     # -- mailboxes -----------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[MailboxRecord]:
-        unseen = func.sum(case((~messages.c.flags.contains("\\Seen"), 1), else_=0))
+        unseen = func.sum(case((~messages.c.flags.contains("\\Seen", autoescape=True), 1), else_=0))
         stats = (
             select(
                 messages.c.mailbox_id,
@@ -262,8 +262,10 @@ class SqlStore:
         ]
 
     async def get_mailbox(self, user_id: int, name: str) -> MailboxRecord | None:
+        # RFC 3501 §5.1: INBOX is case-insensitive; other names are exact.
+        wanted = "INBOX" if name.upper() == "INBOX" else name
         for mb in await self.list_mailboxes(user_id):
-            if mb.name == name or (name.upper() == "INBOX" and mb.name == "INBOX"):
+            if mb.name == wanted:
                 return mb
         return None
 
