@@ -479,6 +479,16 @@ class Target:
 # one log record per "2026-11-21 10:13:23,565 LEVEL logger: ..." line plus its continuations
 _LOG_RECORD = re.compile(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ )")
 _PASS = ("spf=pass smtp.mailfrom=", "dkim=pass header.d=", "dmarc=pass")
+_RESULT = re.compile(r"\b(spf|dkim|dmarc)=([\w,]+)")
+
+
+def all_pass(text: str) -> bool:
+    """Every spf=/dkim=/dmarc= result in ``text`` is pass (dkim=pass,pass for two
+    signatures), and each of the three appears."""
+    seen: dict[str, list[str]] = collections.defaultdict(list)
+    for method, value in _RESULT.findall(text):
+        seen[method] += value.split(",")
+    return len(seen) == 3 and all(v == "pass" for vs in seen.values() for v in vs)
 
 
 class MailwardenTarget(Target):
@@ -627,7 +637,7 @@ class MailwardenTarget(Target):
         text = self.new_log()
         records = _LOG_RECORD.split(text)
         verdicts = [r for r in records if " mailwarden.smtp.inbound: " in r and " action=" in r]
-        bad = [r for r in verdicts if not all(p in r for p in _PASS)]
+        bad = [r for r in verdicts if not all_pass(r)]
         row["auth_logged"] = len(verdicts)
         row["auth_not_pass"] = len(bad)
         errors = [r for r in records if r[:40].count(" ERROR ") or r[:40].count(" CRITICAL ")]
@@ -679,6 +689,8 @@ class MailwardenTarget(Target):
             raise BenchAbort(f"newest stored message (uid {uid}) is not from this run: {subject}")
         need = (*_PASS, f"header.d={SENDER_DOMAIN}", f"header.from={SENDER_DOMAIN}")
         missing = [n for n in need if n not in ar]
+        if not all_pass(ar):
+            missing.append("every spf/dkim/dmarc result = pass")
         if missing:
             raise BenchAbort(f"stored message uid {uid}: {missing} not in\n{ar}")
         return "pass"

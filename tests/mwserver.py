@@ -134,6 +134,29 @@ def settings_for(tmp: Path, cfg: dict[str, Any]) -> Settings:
     return validate_mapping(cfg, tmp)
 
 
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
+
+
+def mw(
+    cwd: Path,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `mailwarden` command (python -m mailwarden) in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailwarden", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**CLEAN_ENV, **(env or {})},
+        check=check,
+    )
+
+
 class ServerProcess:
     """`mailwarden run` as a real subprocess (for signal and crash tests)."""
 

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mwserver import ServerProcess
-
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
-
-
-def mw(
-    cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailwarden", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**ENV, **(env or {})},
-        check=False,
-    )
+from mwserver import ServerProcess, mw
 
 
 @pytest.fixture

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import smtplib
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -16,24 +13,10 @@ from pathlib import Path
 import yaml
 
 from dnsserver import KnotServer
-from mwserver import ServerProcess
+from mwserver import ServerProcess, mw
 
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
 CLIENTS = 6
 LOAD_SECONDS = 3.0
-
-
-def mw(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailwarden", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-        check=True,
-    )
 
 
 def sender(port: int, acked: list[str], stop: threading.Event) -> None:
@@ -55,9 +38,17 @@ def sender(port: int, acked: list[str], stop: threading.Event) -> None:
 def test_sigkill_under_load_loses_nothing_acknowledged(
     tmp_path: Path, test_tld: KnotServer
 ) -> None:
-    mw(tmp_path, "init", "--hostname", "mail.example.test")
-    mw(tmp_path, "domain", "add", "example.test")
-    mw(tmp_path, "user", "add", "alice@example.test", "--password-stdin", stdin="s3cret-pass\n")
+    mw(tmp_path, "init", "--hostname", "mail.example.test", check=True)
+    mw(tmp_path, "domain", "add", "example.test", check=True)
+    mw(
+        tmp_path,
+        "user",
+        "add",
+        "alice@example.test",
+        "--password-stdin",
+        stdin="s3cret-pass\n",
+        check=True,
+    )
     cfg_path = tmp_path / "mailwarden.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["listeners"] = {"mx": {"protocol": "smtp", "address": "127.0.0.1", "port": 0}}
@@ -80,7 +71,16 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
     assert len(acked) > 20, "the load did not get going"
 
     listed = json.loads(
-        mw(tmp_path, "message", "list", "alice@example.test", "--json", "--limit", "1000000").stdout
+        mw(
+            tmp_path,
+            "message",
+            "list",
+            "alice@example.test",
+            "--json",
+            "--limit",
+            "1000000",
+            check=True,
+        ).stdout
     )
     stored = {m["subject"] for m in listed}
     lost = [mid for mid in acked if mid not in stored]
