@@ -26,7 +26,7 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        yield f"sqlite:///{tmp_path / 'store.db'}"
     else:
         with postgres_database() as url:
             yield url
@@ -52,8 +52,7 @@ async def test_migrations_match_tables_and_rerun(db_url: str) -> None:
     def diff(conn: object) -> list[object]:
         return list(compare_metadata(MigrationContext.configure(conn), metadata))  # type: ignore[arg-type]
 
-    async with db.engine.connect() as conn:
-        assert await conn.run_sync(diff) == []
+    assert await db.read(diff) == []
     await db.close()
 
 

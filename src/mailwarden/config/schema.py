@@ -44,7 +44,7 @@ def default_listeners() -> dict[str, Listener]:
 class StorageSettings(_Strict):
     url: str = Field(
         "",
-        description="SQLAlchemy URL. Empty: SQLite file mailwarden.db in data_dir. "
+        description="Database URL. Empty: SQLite file mailwarden.db in data_dir (sqlite:///PATH). "
         "PostgreSQL: postgresql+asyncpg://user@host/db.",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
@@ -54,8 +54,8 @@ class StorageSettings(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if v and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if v and not v.startswith(("sqlite:///", "sqlite+aiosqlite:///", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite:/// or postgresql+asyncpg://")
         return v
 
 

@@ -6,11 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Executable, Row, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailwarden.core.errors import AlreadyExists, NotFound, QuotaExceeded
+from mailwarden.core.errors import AlreadyExists, NotFound
 from mailwarden.store.db import Database
 from mailwarden.store.records import (
     AliasRecord,
@@ -24,6 +23,7 @@ from mailwarden.store.records import (
     UserRecord,
 )
 from mailwarden.store.tables import aliases, domains, mailboxes, messages, users
+from mailwarden.store.writer import DeliveryWriter
 
 # RFC 6154 special-use mailboxes created for every account.
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
@@ -54,138 +54,111 @@ def _user(r: Row[Any]) -> UserRecord:
 
 
 class SqlStore:
-    """All persistent state except message bytes (see BlobStore)."""
+    """All persistent state except message bytes (see BlobStore).
+
+    Each method runs one function over a Connection through Database.read/write, so the
+    same code serves SQLite (in a database thread) and PostgreSQL (asyncpg).
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._writer = DeliveryWriter(db)
+
+    async def _all(self, q: Executable) -> Sequence[Row[Any]]:
+        return await self.db.read(lambda c: c.execute(q).all())
+
+    async def _first(self, q: Executable) -> Row[Any] | None:
+        return await self.db.read(lambda c: c.execute(q).first())
+
+    async def _change(self, stmt: Executable) -> int:
+        """Run one INSERT/UPDATE/DELETE; returns the number of rows it touched."""
+        return await self.db.write(lambda c: int(c.execute(stmt).rowcount))
 
     # -- domains -------------------------------------------------------------------
     async def add_domain(self, name: str, now: datetime) -> DomainRecord:
+        stmt = insert(domains).values(name=name, created_at=now).returning(domains.c.id)
         try:
-            async with self.db.write() as c:
-                res = await c.execute(
-                    insert(domains).values(name=name, created_at=now).returning(domains.c.id)
-                )
-                return DomainRecord(int(res.scalar_one()), name, now)
+            new_id = await self.db.write(lambda c: int(c.execute(stmt).scalar_one()))
         except IntegrityError as exc:
             raise AlreadyExists(f"domain {name} already exists") from exc
+        return DomainRecord(new_id, name, now)
 
     async def get_domain(self, name: str) -> DomainRecord | None:
-        async with self.db.read() as c:
-            row = (await c.execute(select(domains).where(domains.c.name == name))).first()
+        row = await self._first(select(domains).where(domains.c.name == name))
         return _domain(row) if row else None
 
     async def list_domains(self) -> list[DomainRecord]:
-        async with self.db.read() as c:
-            rows = (await c.execute(select(domains).order_by(domains.c.name))).all()
-        return [_domain(r) for r in rows]
+        return [_domain(r) for r in await self._all(select(domains).order_by(domains.c.name))]
 
     async def remove_domain(self, name: str) -> None:
-        async with self.db.write() as c:
-            res = await c.execute(delete(domains).where(domains.c.name == name))
-        if res.rowcount == 0:
+        if await self._change(delete(domains).where(domains.c.name == name)) == 0:
             raise NotFound(f"domain {name} does not exist")
 
     # -- users ---------------------------------------------------------------------
     async def add_user(
         self, address: str, domain_id: int, password_hash: str, quota: int, now: datetime
     ) -> UserRecord:
-        try:
-            async with self.db.write() as c:
-                res = await c.execute(
-                    insert(users)
-                    .values(
-                        address=address,
-                        domain_id=domain_id,
-                        password_hash=password_hash,
-                        quota_bytes=quota,
-                        used_bytes=0,
-                        disabled=False,
-                        created_at=now,
-                    )
-                    .returning(users.c.id)
+        def add(c: Connection) -> int:
+            new_id = c.execute(
+                insert(users)
+                .values(
+                    address=address,
+                    domain_id=domain_id,
+                    password_hash=password_hash,
+                    quota_bytes=quota,
+                    used_bytes=0,
+                    disabled=False,
+                    created_at=now,
                 )
-                uid = int(res.scalar_one())
-                await self._create_default_mailboxes(c, uid, now)
+                .returning(users.c.id)
+            ).scalar_one()
+            _create_default_mailboxes(c, int(new_id), now)
+            return int(new_id)
+
+        try:
+            uid = await self.db.write(add)
         except IntegrityError as exc:
             raise AlreadyExists(f"user {address} already exists") from exc
         return UserRecord(uid, address, domain_id, password_hash, quota, 0, False)
 
-    async def _create_default_mailboxes(
-        self, c: AsyncConnection, user_id: int, now: datetime
-    ) -> None:
-        # RFC 3501 §2.3.1.1: UIDVALIDITY must change if UIDs are ever reused; a
-        # per-creation timestamp (seconds) plus the row id keeps recreated names distinct.
-        base = int(now.timestamp())
-        await c.execute(
-            insert(mailboxes),
-            [
-                {
-                    "user_id": user_id,
-                    "name": name,
-                    "special_use": role,
-                    "uidvalidity": (base + i) % 2**32 or 1,
-                    "uidnext": 1,
-                    "highestmodseq": 1,
-                    "subscribed": True,
-                    "created_at": now,
-                }
-                for i, (name, role) in enumerate(DEFAULT_MAILBOXES)
-            ],
-        )
-
     async def get_user(self, address: str) -> UserRecord | None:
-        async with self.db.read() as c:
-            row = (await c.execute(select(users).where(users.c.address == address))).first()
+        row = await self._first(select(users).where(users.c.address == address))
         return _user(row) if row else None
 
     async def get_users(self, addresses: Iterable[str]) -> dict[str, UserRecord]:
         wanted = list(set(addresses))
         if not wanted:
             return {}
-        async with self.db.read() as c:
-            rows = (await c.execute(select(users).where(users.c.address.in_(wanted)))).all()
+        rows = await self._all(select(users).where(users.c.address.in_(wanted)))
         return {r.address: _user(r) for r in rows}
 
     async def list_users(self, domain_id: int | None = None) -> list[UserRecord]:
         q = select(users).order_by(users.c.address)
         if domain_id is not None:
             q = q.where(users.c.domain_id == domain_id)
-        async with self.db.read() as c:
-            rows = (await c.execute(q)).all()
-        return [_user(r) for r in rows]
+        return [_user(r) for r in await self._all(q)]
 
     async def set_password(self, address: str, password_hash: str) -> None:
-        async with self.db.write() as c:
-            res = await c.execute(
-                update(users).where(users.c.address == address).values(password_hash=password_hash)
-            )
-        if res.rowcount == 0:
+        stmt = update(users).where(users.c.address == address).values(password_hash=password_hash)
+        if await self._change(stmt) == 0:
             raise NotFound(f"user {address} does not exist")
 
     async def set_quota(self, address: str, quota: int) -> None:
-        async with self.db.write() as c:
-            res = await c.execute(
-                update(users).where(users.c.address == address).values(quota_bytes=quota)
-            )
-        if res.rowcount == 0:
+        stmt = update(users).where(users.c.address == address).values(quota_bytes=quota)
+        if await self._change(stmt) == 0:
             raise NotFound(f"user {address} does not exist")
 
     async def remove_user(self, address: str) -> None:
-        async with self.db.write() as c:
-            res = await c.execute(delete(users).where(users.c.address == address))
-        if res.rowcount == 0:
+        if await self._change(delete(users).where(users.c.address == address)) == 0:
             raise NotFound(f"user {address} does not exist")
 
     # -- aliases -------------------------------------------------------------------
     async def add_alias(self, source: str, destination: str, domain_id: int, now: datetime) -> None:
+        stmt = insert(aliases).values(
+            source=source, destination=destination, domain_id=domain_id, created_at=now
+        )
         try:
-            async with self.db.write() as c:
-                await c.execute(
-                    insert(aliases).values(
-                        source=source, destination=destination, domain_id=domain_id, created_at=now
-                    )
-                )
+            await self._change(stmt)
         except IntegrityError as exc:
             raise AlreadyExists(f"alias {source} → {destination} already exists") from exc
 
@@ -193,9 +166,7 @@ class SqlStore:
         q = delete(aliases).where(aliases.c.source == source)
         if destination is not None:
             q = q.where(aliases.c.destination == destination)
-        async with self.db.write() as c:
-            res = await c.execute(q)
-        return int(res.rowcount)
+        return await self._change(q)
 
     async def list_aliases(self, domain_id: int | None = None) -> list[AliasRecord]:
         q = select(aliases.c.source, aliases.c.destination).order_by(
@@ -203,21 +174,16 @@ class SqlStore:
         )
         if domain_id is not None:
             q = q.where(aliases.c.domain_id == domain_id)
-        async with self.db.read() as c:
-            rows = (await c.execute(q)).all()
-        return [AliasRecord(r.source, r.destination) for r in rows]
+        return [AliasRecord(r.source, r.destination) for r in await self._all(q)]
 
     async def alias_targets(self, sources: Sequence[str]) -> dict[str, list[str]]:
         if not sources:
             return {}
-        async with self.db.read() as c:
-            rows = (
-                await c.execute(
-                    select(aliases.c.source, aliases.c.destination)
-                    .where(aliases.c.source.in_(list(sources)))
-                    .order_by(aliases.c.id)
-                )
-            ).all()
+        rows = await self._all(
+            select(aliases.c.source, aliases.c.destination)
+            .where(aliases.c.source.in_(list(sources)))
+            .order_by(aliases.c.id)
+        )
         out: dict[str, list[str]] = {}
         for r in rows:
             out.setdefault(r.source, []).append(r.destination)
@@ -225,110 +191,22 @@ class SqlStore:
 
     # -- mailboxes -----------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[MailboxRecord]:
-        unseen = func.sum(case((~messages.c.flags.contains("\\Seen", autoescape=True), 1), else_=0))
-        stats = (
-            select(
-                messages.c.mailbox_id,
-                func.count().label("n"),
-                unseen.label("unseen"),
-                func.coalesce(func.sum(messages.c.size), 0).label("size"),
-            )
-            .group_by(messages.c.mailbox_id)
-            .subquery()
-        )
-        q = (
-            select(mailboxes, stats.c.n, stats.c.unseen, stats.c.size)
-            .select_from(mailboxes.outerjoin(stats, stats.c.mailbox_id == mailboxes.c.id))
-            .where(mailboxes.c.user_id == user_id)
-            .order_by(mailboxes.c.id)
-        )
-        async with self.db.read() as c:
-            rows = (await c.execute(q)).all()
-        return [
-            MailboxRecord(
-                r.id,
-                r.user_id,
-                r.name,
-                r.special_use,
-                r.uidvalidity,
-                r.uidnext,
-                r.highestmodseq,
-                r.subscribed,
-                int(r.n or 0),
-                int(r.unseen or 0),
-                int(r.size or 0),
-            )
-            for r in rows
-        ]
+        return [_mailbox(r) for r in await self._all(_mailbox_query(user_id))]
 
     async def get_mailbox(self, user_id: int, name: str) -> MailboxRecord | None:
         # RFC 3501 §5.1: INBOX is case-insensitive; other names are exact.
         wanted = "INBOX" if name.upper() == "INBOX" else name
-        for mb in await self.list_mailboxes(user_id):
-            if mb.name == wanted:
-                return mb
-        return None
+        row = await self._first(_mailbox_query(user_id).where(mailboxes.c.name == wanted))
+        return _mailbox(row) if row else None
 
     # -- messages ------------------------------------------------------------------
     async def deliver(self, message: NewMessage, targets: Sequence[Delivery]) -> list[Delivered]:
-        """Insert one message for every target in ONE transaction (all or nothing).
+        """Insert one message for every target, all or nothing, committed on return.
 
-        Raises QuotaExceeded (and stores nothing) if any target with enforce_quota
-        would go over its quota. The caller decides which targets enforce it.
+        Raises QuotaExceeded (and stores nothing) if a target with enforce_quota would go
+        over its quota. Concurrent calls share a transaction (see writer.py).
         """
-        out: list[Delivered] = []
-        async with self.db.write() as c:
-            for t in targets:
-                await self._charge_quota(c, t, message.size)
-                mailbox_id = await self._resolve_mailbox(c, t.user_id, t.mailbox)
-                uid, modseq = await self._allocate_uid(c, mailbox_id)
-                await c.execute(
-                    insert(messages).values(_message_row(message, t, mailbox_id, uid, modseq))
-                )
-                out.append(Delivered(t.user_id, mailbox_id, uid))
-        return out
-
-    async def _charge_quota(self, c: AsyncConnection, t: Delivery, size: int) -> None:
-        q = (
-            update(users)
-            .where(users.c.id == t.user_id)
-            .values(used_bytes=users.c.used_bytes + size)
-        )
-        if t.enforce_quota:
-            q = q.where(
-                or_(users.c.quota_bytes == 0, users.c.used_bytes + size <= users.c.quota_bytes)
-            )
-        res = await c.execute(q)
-        if res.rowcount == 0:
-            raise QuotaExceeded(f"mailbox of {t.rcpt_to} is over quota")
-
-    async def _resolve_mailbox(self, c: AsyncConnection, user_id: int, name: str) -> int:
-        cond = (
-            mailboxes.c.special_use == name if name.startswith("\\") else mailboxes.c.name == name
-        )
-        row = (
-            await c.execute(
-                select(mailboxes.c.id).where(and_(mailboxes.c.user_id == user_id, cond))
-            )
-        ).first()
-        if row is None and name != "INBOX":
-            return await self._resolve_mailbox(c, user_id, "INBOX")
-        if row is None:
-            raise NotFound(f"user {user_id} has no INBOX")
-        return int(row.id)
-
-    async def _allocate_uid(self, c: AsyncConnection, mailbox_id: int) -> tuple[int, int]:
-        row = (
-            await c.execute(
-                update(mailboxes)
-                .where(mailboxes.c.id == mailbox_id)
-                .values(
-                    uidnext=mailboxes.c.uidnext + 1, highestmodseq=mailboxes.c.highestmodseq + 1
-                )
-                .returning(mailboxes.c.uidnext, mailboxes.c.highestmodseq)
-            )
-        ).one()
-        return int(row.uidnext) - 1, int(row.highestmodseq)
+        return await self._writer.deliver(message, targets)
 
     async def list_messages(
         self, mailbox_id: int, limit: int = 1000, offset: int = 0
@@ -340,44 +218,70 @@ class SqlStore:
             .limit(limit)
             .offset(offset)
         )
-        async with self.db.read() as c:
-            rows = (await c.execute(q)).all()
-        return [_message(r) for r in rows]
+        return [_message(r) for r in await self._all(q)]
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None:
         q = select(messages).where(and_(messages.c.mailbox_id == mailbox_id, messages.c.uid == uid))
-        async with self.db.read() as c:
-            row = (await c.execute(q)).first()
+        row = await self._first(q)
         return _message(row) if row else None
 
-    async def count_messages(self) -> int:
-        async with self.db.read() as c:
-            return int((await c.execute(select(func.count()).select_from(messages))).scalar_one())
+
+def _create_default_mailboxes(c: Connection, user_id: int, now: datetime) -> None:
+    # RFC 3501 §2.3.1.1: UIDVALIDITY must change if UIDs are ever reused; the creation
+    # time in seconds keeps a recreated mailbox distinct from its predecessor.
+    base = int(now.timestamp())
+    c.execute(
+        insert(mailboxes),
+        [
+            {
+                "user_id": user_id,
+                "name": name,
+                "special_use": role,
+                "uidvalidity": (base + i) % 2**32 or 1,
+                "uidnext": 1,
+                "highestmodseq": 1,
+                "subscribed": True,
+                "created_at": now,
+            }
+            for i, (name, role) in enumerate(DEFAULT_MAILBOXES)
+        ],
+    )
 
 
-def _message_row(
-    m: NewMessage, t: Delivery, mailbox_id: int, uid: int, modseq: int
-) -> dict[str, Any]:
-    h = m.headers
-    return {
-        "mailbox_id": mailbox_id,
-        "uid": uid,
-        "modseq": modseq,
-        "blob": m.blob,
-        "size": m.size,
-        "internal_date": m.internal_date,
-        "flags": " ".join(m.flags),
-        "mail_from": m.mail_from,
-        "rcpt_to": t.rcpt_to,
-        "message_id": h.message_id[:998],
-        "subject": h.subject,
-        "from_addr": h.from_addr,
-        "to_addr": h.to_addr,
-        "cc_addr": h.cc_addr,
-        "in_reply_to": h.in_reply_to,
-        "date_header": h.date,
-        "auth_results": m.auth_results,
-    }
+def _mailbox_query(user_id: int) -> Any:
+    unseen = func.sum(case((~messages.c.flags.contains("\\Seen", autoescape=True), 1), else_=0))
+    stats = (
+        select(
+            messages.c.mailbox_id,
+            func.count().label("n"),
+            unseen.label("unseen"),
+            func.coalesce(func.sum(messages.c.size), 0).label("size"),
+        )
+        .group_by(messages.c.mailbox_id)
+        .subquery()
+    )
+    return (
+        select(mailboxes, stats.c.n, stats.c.unseen, stats.c.size)
+        .select_from(mailboxes.outerjoin(stats, stats.c.mailbox_id == mailboxes.c.id))
+        .where(mailboxes.c.user_id == user_id)
+        .order_by(mailboxes.c.id)
+    )
+
+
+def _mailbox(r: Row[Any]) -> MailboxRecord:
+    return MailboxRecord(
+        r.id,
+        r.user_id,
+        r.name,
+        r.special_use,
+        r.uidvalidity,
+        r.uidnext,
+        r.highestmodseq,
+        r.subscribed,
+        int(r.n or 0),
+        int(r.unseen or 0),
+        int(r.size or 0),
+    )
 
 
 def _message(r: Row[Any]) -> MessageRecord:

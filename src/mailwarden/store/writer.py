@@ -1,0 +1,173 @@
+"""Group commit for local delivery: concurrent deliveries share one transaction and one fsync.
+
+Every acknowledged message must be committed before the 250 reply, and SQLite admits one
+writer at a time, so committing each message alone makes the commit the bottleneck. Here
+deliveries queue up while a transaction is running and the next transaction takes all of
+them: the cost of BEGIN/COMMIT (and the WAL fsync) is paid once per batch, not per
+message. A message's deliveries are all or nothing; a batch that fails as a whole is
+retried one message at a time, so one bad message only fails itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from mailwarden.core.errors import NotFound, QuotaExceeded
+from mailwarden.store.db import Database
+from mailwarden.store.records import Delivered, Delivery, NewMessage
+from mailwarden.store.tables import mailboxes, messages, users
+
+log = logging.getLogger("mailwarden.store.writer")
+MAX_BATCH = 64
+
+
+@dataclass
+class _Pending:
+    message: NewMessage
+    targets: Sequence[Delivery]
+    future: asyncio.Future[list[Delivered]]
+
+
+class DeliveryWriter:
+    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def deliver(self, message: NewMessage, targets: Sequence[Delivery]) -> list[Delivered]:
+        """Durably file ``message`` for every target; returns once committed."""
+        future: asyncio.Future[list[Delivered]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(message, targets, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                await self._commit(batch)
+        except BaseException as exc:  # never leave a caller waiting forever
+            for item in self._pending:
+                _settle(item, exc)
+            self._pending.clear()
+            raise
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self.db.write(lambda c: [_deliver_one(c, item) for item in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            log.warning("batch of %d deliveries failed (%s); retrying one by one", len(batch), exc)
+            for item in batch:
+                await self._commit([item])
+            return
+        for item, outcome in zip(batch, outcomes, strict=True):
+            _settle(item, outcome)
+
+
+def _settle(item: _Pending, outcome: list[Delivered] | BaseException) -> None:
+    if item.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        item.future.set_exception(outcome)
+    else:
+        item.future.set_result(outcome)
+
+
+def _deliver_one(c: Connection, item: _Pending) -> list[Delivered] | Exception:
+    """One message's inserts inside the batch transaction; no writes if it is refused."""
+    size = item.message.size
+    per_user = Counter(t.user_id for t in item.targets)
+    rows = (
+        c.execute(
+            select(users.c.id, users.c.used_bytes, users.c.quota_bytes)
+            .where(users.c.id.in_(sorted(per_user)))
+            .with_for_update()  # PostgreSQL: row locks; SQLite: writes are serialised anyway
+        )
+    ).all()
+    usage = {r.id: (int(r.used_bytes), int(r.quota_bytes)) for r in rows}
+    for t in item.targets:
+        if t.user_id not in usage:
+            return NotFound(f"recipient {t.rcpt_to} no longer exists")
+        used, quota = usage[t.user_id]
+        if t.enforce_quota and quota and used + size * per_user[t.user_id] > quota:
+            return QuotaExceeded(f"mailbox of {t.rcpt_to} is over quota")
+    for user_id, n in per_user.items():
+        c.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(used_bytes=users.c.used_bytes + size * n)
+        )
+    out: list[Delivered] = []
+    new_rows: list[dict[str, Any]] = []
+    for t in item.targets:
+        mailbox_id, uid, modseq = _allocate_uid(c, t.user_id, t.mailbox)
+        new_rows.append(message_row(item.message, t, mailbox_id, uid, modseq))
+        out.append(Delivered(t.user_id, mailbox_id, uid))
+    c.execute(insert(messages), new_rows)
+    return out
+
+
+def _allocate_uid(c: Connection, user_id: int, name: str) -> tuple[int, int, int]:
+    """Next UID and MODSEQ of the user's mailbox ``name`` (a special-use role or a name).
+
+    One statement finds the mailbox and bumps its counters; unknown roles fall back to INBOX.
+    """
+    cond = mailboxes.c.special_use == name if name.startswith("\\") else mailboxes.c.name == name
+    target = (
+        select(mailboxes.c.id)
+        .where(and_(mailboxes.c.user_id == user_id, cond))
+        .order_by(mailboxes.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (
+        c.execute(
+            update(mailboxes)
+            .where(mailboxes.c.id == target)
+            .values(uidnext=mailboxes.c.uidnext + 1, highestmodseq=mailboxes.c.highestmodseq + 1)
+            .returning(mailboxes.c.id, mailboxes.c.uidnext, mailboxes.c.highestmodseq)
+        )
+    ).first()
+    if row is None:
+        if name == "INBOX":
+            raise NotFound(f"user {user_id} has no INBOX")
+        return _allocate_uid(c, user_id, "INBOX")
+    return int(row.id), int(row.uidnext) - 1, int(row.highestmodseq)
+
+
+def message_row(
+    m: NewMessage, t: Delivery, mailbox_id: int, uid: int, modseq: int
+) -> dict[str, Any]:
+    h = m.headers
+    return {
+        "mailbox_id": mailbox_id,
+        "uid": uid,
+        "modseq": modseq,
+        "blob": m.blob,
+        "size": m.size,
+        "internal_date": m.internal_date,
+        "flags": " ".join(m.flags),
+        "mail_from": m.mail_from,
+        "rcpt_to": t.rcpt_to,
+        "message_id": h.message_id[:998],
+        "subject": h.subject,
+        "from_addr": h.from_addr,
+        "to_addr": h.to_addr,
+        "cc_addr": h.cc_addr,
+        "in_reply_to": h.in_reply_to,
+        "date_header": h.date,
+        "auth_results": m.auth_results,
+    }
