@@ -28,7 +28,7 @@ What it does, all on 127.0.0.1:
 Needs root (Postfix, cgroups), ``apt-get install -y postfix knot`` and a system user ``mbench``
 (``--install`` does all three). Run with the project's virtualenv::
 
-    /work/venv/bin/python bench/smtp_inbound.py                      # default matrix, ~10 min
+    /work/venv/bin/python bench/smtp_inbound.py                      # default matrix, ~6 min
     /work/venv/bin/python bench/smtp_inbound.py --sizes 2048 --conc 10 --runs 3 --seconds 5
     /work/venv/bin/python bench/smtp_inbound.py --profile 8          # + py-spy of mailwarden
 """
@@ -1286,6 +1286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    args.version = source_version()
     MB_ROOT.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="mwb-", dir=MB_ROOT))
     outdir = root
@@ -1400,7 +1401,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         for line in verdict_lines(summary):
             print(line)
-        problems = mw.problems if mw is not None else []
         if mw_rows:
             print(
                 f"\nmailwarden: {sum(r['accepted'] for r in mw_rows)} messages accepted in the "
@@ -1417,8 +1417,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"noise: other CPU on the box (not server/client/knot) median "
                 f"{statistics.median(other):.2f} cores, max {max(other):.2f}"
             )
-        for p in problems:
-            print(f"PROBLEM: {p}")
         if args.out:
             with open(args.out, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -1429,12 +1427,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.json).write_text(
                 json.dumps({"args": _describe(args), "rows": rows, **summary}, indent=1)
             )
-        if problems and rc == 0:
-            rc = 1
+    problems = mw.problems if mw is not None else []
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    if problems and rc == 0:
+        rc = 1
     if profile_text:
         print("\n" + profile_text)
     log(f"total time {time.monotonic() - t_begin:.0f}s")
     return rc
+
+
+def source_version() -> str:
+    """The mailwarden source measured: commit, and whether src/ had uncommitted changes."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "src"], capture_output=True, text=True, check=False
+    )
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted changes in src/" if dirty.stdout.strip() else "")
 
 
 def _describe(args: Any) -> str:
@@ -1442,7 +1457,8 @@ def _describe(args: Any) -> str:
     reuse += f", client {args.loadgen}"
     length = f"{args.count} msgs" if args.count else f"{args.seconds:g} s"
     return (
-        f"{args.runs} run(s) x {length} per cell, {reuse}, DKIM {args.dkim}, "
+        f"mailwarden {args.version}; {args.runs} run(s) x {length} per cell, {reuse}, "
+        f"DKIM {args.dkim}, "
         f"mailwarden dns.cache={'off' if args.no_dns_cache else 'on'} (TTL {args.dns_ttl}s)"
         + (f", {' '.join(args.mw_set)}" if args.mw_set else "")
         + "; Postfix does no SPF/DKIM/DMARC; medians over runs [min–max]"

@@ -12,6 +12,10 @@ from mailwarden.store.ports import Store
 from mailwarden.store.records import AliasRecord, DomainRecord, UserRecord
 
 MAX_ALIAS_DEPTH = 10
+# Positive answers only are cached, briefly: a new user or domain is seen at once, a
+# removed one at most this long later (its mail then fails at DATA with a 4xx, not lost).
+CACHE_SECONDS = 2.0
+CACHE_MAX = 10_000
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -28,6 +32,8 @@ class AccountService:
         self.store = store
         self.clock = clock
         self.default_quota = default_quota
+        self._local: dict[str, float] = {}
+        self._resolved: dict[str, tuple[float, Resolution]] = {}
 
     # -- domains -------------------------------------------------------------------
     async def add_domain(self, name: str) -> DomainRecord:
@@ -40,7 +46,15 @@ class AccountService:
         await self.store.remove_domain(normalize_domain(name))
 
     async def is_local_domain(self, name: str) -> bool:
-        return await self.store.get_domain(name) is not None
+        now = self.clock.monotonic()
+        if self._local.get(name, 0.0) > now:
+            return True
+        if await self.store.get_domain(name) is None:
+            return False
+        if len(self._local) > CACHE_MAX:
+            self._local.clear()
+        self._local[name] = now + CACHE_SECONDS
+        return True
 
     async def _require_domain(self, name: str) -> DomainRecord:
         d = await self.store.get_domain(name)
@@ -109,6 +123,29 @@ class AccountService:
 
     # -- recipients ----------------------------------------------------------------
     async def resolve(self, rcpt: Address) -> Resolution | None:
+        """Users that receive mail sent to ``rcpt``, or None if nobody does (cached briefly)."""
+        now = self.clock.monotonic()
+        hit = self._resolved.get(rcpt.key())
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self._resolve(rcpt)
+        if found is not None:
+            if len(self._resolved) > CACHE_MAX:
+                self._resolved.clear()
+            self._resolved[rcpt.key()] = (now + CACHE_SECONDS, found)
+        return found
+
+    async def with_current_usage(self, found: Resolution) -> tuple[UserRecord, ...]:
+        """The resolved users with up-to-date quota usage (cached records may be stale).
+
+        Users without a quota need no fresh read: their usage never refuses mail.
+        """
+        if all(u.quota_bytes == 0 for u in found.users):
+            return found.users
+        fresh = await self.store.get_users(u.address for u in found.users)
+        return tuple(fresh.get(u.address, u) for u in found.users)
+
+    async def _resolve(self, rcpt: Address) -> Resolution | None:
         """Users that receive mail sent to ``rcpt``, or None if nobody does.
 
         Order: exact user, exact alias, then the same without a +tag (plus-addressing),

@@ -95,11 +95,12 @@ class InboundHandler:
         if resolution is None:
             return str(replies.NO_SUCH_USER.with_text(f"No such user here: {rcpt}"))
         size = _declared_size(envelope.mail_options)
-        if not any(fits_quota(u, size) for u in resolution.users):
+        current = await self.accounts.with_current_usage(resolution)
+        if not any(fits_quota(u, size) for u in current):
             return str(replies.OVER_QUOTA.with_text(f"Mailbox of {rcpt} is full"))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in resolution.users)
+        envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in current)
         return str(replies.RECIPIENT_OK)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: MailEnvelope) -> str:
