@@ -110,6 +110,7 @@ class MailwardenSMTP(SMTP):
         self._admitted_ip: str | None = None
         self._refused = False
         self._in_ehlo = False
+        self._pending_lines: list[str] = []
 
     def _create_envelope(self) -> MailEnvelope:
         return MailEnvelope()
@@ -146,8 +147,15 @@ class MailwardenSMTP(SMTP):
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo:
-            status = add_enhanced_code(status)
+        if isinstance(status, str):
+            if not self._in_ehlo:
+                status = add_enhanced_code(status)
+            if status[3:4] == "-":  # a multi-line reply: send it in one segment at its end
+                self._pending_lines.append(status)
+                return
+            if self._pending_lines:
+                status = "\r\n".join([*self._pending_lines, status])
+                self._pending_lines.clear()
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
