@@ -28,7 +28,7 @@ What it does, all on 127.0.0.1:
 Needs root (Postfix, cgroups), ``apt-get install -y postfix knot`` and a system user ``mbench``
 (``--install`` does all three). Run with the project's virtualenv::
 
-    /work/venv/bin/python bench/smtp_inbound.py                      # default matrix, ~6 min
+    /work/venv/bin/python bench/smtp_inbound.py                      # default matrix, 6-8 min
     /work/venv/bin/python bench/smtp_inbound.py --sizes 2048 --conc 10 --runs 3 --seconds 5
     /work/venv/bin/python bench/smtp_inbound.py --profile 8          # + py-spy of mailwarden
 """

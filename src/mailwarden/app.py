@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ class App:
     clock: Clock | None = None
     resolver: Resolver | None = None
     services: Services | None = None
+    sockets: dict[str, socket.socket] | None = None  # pre-bound by the supervisor
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
 
@@ -84,33 +86,18 @@ class App:
             self.settings, clock=self.clock, resolver=self.resolver
         )
         await load_psl()  # the public suffix list, loaded once in a thread before mail arrives
-        tls = self._tls_context()
-        for name, listener in self.settings.listeners.items():
-            if not listener.enabled:
-                continue
-            if listener.protocol not in IMPLEMENTED_PROTOCOLS:
-                log.warning(
-                    "listener %s: protocol %s is not available yet; not started",
-                    name,
-                    listener.protocol,
-                )
-                continue
-            server = await self._start_smtp(name, listener, tls)
+        tls = tls_context(self.settings)
+        sockets = self.sockets if self.sockets is not None else bind_listeners(self.settings)
+        for name, sock in sockets.items():
+            server = await self._start_smtp(self.settings.listeners[name], sock, tls)
+            self.bound[name] = _address(sock)
             self._servers.append(server)
         log.info(
             "mailwarden started: %s", ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items())
         )
 
-    def _tls_context(self) -> ssl.SSLContext:
-        cert, key = self.settings.tls.cert, self.settings.tls.key
-        assert cert is not None and key is not None
-        if not cert.exists() or not key.exists():
-            log.warning("no TLS certificate at %s; generating a self-signed one", cert)
-            generate_self_signed(self.settings.hostname, cert, key)
-        return server_context(cert, key)
-
     async def _start_smtp(
-        self, name: str, listener: Listener, tls: ssl.SSLContext
+        self, listener: Listener, sock: socket.socket, tls: ssl.SSLContext
     ) -> asyncio.Server:
         assert self.services is not None
         s = self.services
@@ -131,16 +118,11 @@ class App:
             "tls_context": tls if listener.tls == "starttls" else None,
         }
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
+        return await loop.create_server(
             lambda: MailwardenSMTP(handler, limits=session_limits, loop=loop, **kwargs),
-            host=None if listener.address == "*" else listener.address,
-            port=listener.port,
+            sock=sock,
             ssl=tls if listener.tls == "implicit" else None,
-            reuse_address=True,
         )
-        sock = server.sockets[0].getsockname()
-        self.bound[name] = (str(sock[0]), int(sock[1]))
-        return server
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -156,15 +138,64 @@ class App:
         log.info("mailwarden stopped")
 
 
-async def run_forever(settings: Settings) -> None:
-    """`mailwarden run`: start, then wait for SIGTERM or SIGINT and shut down cleanly."""
-    app = App(settings)
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    cert, key = settings.tls.cert, settings.tls.key
+    assert cert is not None and key is not None
+    if not cert.exists() or not key.exists():
+        log.warning("no TLS certificate at %s; generating a self-signed one", cert)
+        generate_self_signed(settings.hostname, cert, key)
+    return server_context(cert, key)
+
+
+def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
+    """Listening sockets for every enabled listener we can serve (shared by all workers)."""
+    out: dict[str, socket.socket] = {}
+    for name, listener in settings.listeners.items():
+        if not listener.enabled:
+            continue
+        if listener.protocol not in IMPLEMENTED_PROTOCOLS:
+            log.warning(
+                "listener %s: protocol %s is not available yet; not started",
+                name,
+                listener.protocol,
+            )
+            continue
+        out[name] = _bind(listener)
+    return out
+
+
+def _bind(listener: Listener) -> socket.socket:
+    if listener.address == "*":  # every address, IPv6 and IPv4 on one socket where possible
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(
+                ("", listener.port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024
+            )
+        return socket.create_server(("", listener.port), backlog=1024)
+    family = socket.AF_INET6 if ":" in listener.address else socket.AF_INET
+    return socket.create_server((listener.address, listener.port), family=family, backlog=1024)
+
+
+def _address(sock: socket.socket) -> tuple[str, int]:
+    name = sock.getsockname()
+    return str(name[0]), int(name[1])
+
+
+def ready_line(sockets: dict[str, socket.socket]) -> str:
+    return "READY " + " ".join(f"{n}={_address(s)[0]}:{_address(s)[1]}" for n, s in sockets.items())
+
+
+async def run_forever(
+    settings: Settings, sockets: dict[str, socket.socket] | None = None, announce: bool = True
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly (one worker's life)."""
+    app = App(settings, sockets=sockets)
     await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print("READY " + " ".join(f"{n}={h}:{p}" for n, (h, p) in app.bound.items()), flush=True)
+    if announce:
+        print("READY " + " ".join(f"{n}={h}:{p}" for n, (h, p) in app.bound.items()), flush=True)
     try:
         await stop.wait()
     finally:

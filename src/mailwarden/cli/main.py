@@ -105,14 +105,16 @@ def init(
 @app.command()
 def run(config: ConfigOpt = None) -> None:
     """Run the server in the foreground until SIGTERM or SIGINT."""
-    from mailwarden.app import run_forever
+    from mailwarden.workers import serve
 
     settings = settings_or_exit(config)
     logging.basicConfig(
         level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
     )
-    asyncio.run(run_forever(settings))
+    # aiosmtpd logs every command and reply at INFO; that is debugging detail, not a log.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, settings.log_level_number))
+    raise typer.Exit(serve(settings))
 
 
 @config_app.command("check")

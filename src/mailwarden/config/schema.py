@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -137,6 +138,12 @@ class Settings(_Strict):
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
+    workers: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Server processes sharing the listeners; 0 means one per CPU core.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
@@ -160,6 +167,10 @@ class Settings(_Strict):
                 raise ValueError(f"listeners.{name}: port {lst.port} already used by {seen[key]}")
             seen[key] = name
         return self
+
+    @property
+    def log_level_number(self) -> int:
+        return int(getattr(logging, self.log_level))
 
     def resolved_data_dir(self, base: Path) -> Path:
         return self.data_dir if self.data_dir.is_absolute() else (base / self.data_dir).resolve()

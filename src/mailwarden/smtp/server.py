@@ -112,6 +112,12 @@ class MailwardenSMTP(SMTP):
         self._in_ehlo = False
         self._pending_lines: list[str] = []
 
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) on every
+        # connection, only to find the auth_* and smtp_* methods; listing just those names
+        # keeps it from evaluating ~150 attributes per connection.
+        return list(_protocol_method_names(type(self)))
+
     def _create_envelope(self) -> MailEnvelope:
         return MailEnvelope()
 
@@ -206,6 +212,17 @@ class MailwardenSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
+
+
+_METHOD_NAMES: dict[type, list[str]] = {}
+
+
+def _protocol_method_names(cls: type) -> list[str]:
+    names = _METHOD_NAMES.get(cls)
+    if names is None:
+        found = {n for k in cls.__mro__ for n in vars(k) if n.startswith(("auth_", "smtp_"))}
+        names = _METHOD_NAMES[cls] = sorted(found)
+    return names
 
 
 def session_tls(server: Any) -> ssl.SSLObject | None:
