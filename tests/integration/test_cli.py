@@ -149,3 +149,33 @@ def test_run_receive_inspect_and_stop(site: Path) -> None:
     assert raw.returncode == 0
     assert "Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=" in raw.stdout
     assert raw.stdout.startswith("Received: from ")
+
+
+def test_run_with_two_workers(site: Path) -> None:
+    mw(site, "domain", "add", "example.test")
+    mw(site, "user", "add", "alice@example.test", "--password-stdin", stdin="s3cret-pass\n")
+    cfg_path = site / "mailwarden.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["listeners"] = {"mx": {"protocol": "smtp", "address": "127.0.0.1", "port": 0}}
+    cfg["dns"] = {"nameservers": ["127.0.0.1:9"], "timeout": 0.2}
+    cfg["workers"] = 2
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    proc = ServerProcess(cfg_path, site / "server.log")
+    proc.start()
+    try:
+        ready = re.search(rb"READY mx=127\.0\.0\.1:(\d+)", (site / "server.log").read_bytes())
+        assert ready
+        for i in range(12):  # a new connection each: the kernel spreads them over both workers
+            with smtplib.SMTP("127.0.0.1", int(ready.group(1)), timeout=30) as s:
+                s.sendmail(
+                    "x@nowhere.test", ["alice@example.test"], f"Subject: {i}\r\n\r\n.".encode()
+                )
+    finally:
+        code = proc.signal(signal.SIGTERM)
+    assert code == 0
+    log = (site / "server.log").read_text()
+    assert "started 2 workers" in log and "supervisor stopped" in log
+    assert log.count("mailwarden stopped") == 2
+    listed = json.loads(mw(site, "message", "list", "alice@example.test", "--json").stdout)
+    assert sorted(m["subject"] for m in listed) == sorted(str(i) for i in range(12))
+    assert sorted(m["uid"] for m in listed) == list(range(1, 13))  # UIDs unique across workers

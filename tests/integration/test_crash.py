@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dnsserver import KnotServer
@@ -35,8 +36,9 @@ def sender(port: int, acked: list[str], stop: threading.Event) -> None:
             time.sleep(0.01)  # killed mid-transaction: that message was never acknowledged
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_under_load_loses_nothing_acknowledged(
-    tmp_path: Path, test_tld: KnotServer
+    workers: int, tmp_path: Path, test_tld: KnotServer
 ) -> None:
     mw(tmp_path, "init", "--hostname", "mail.example.test", check=True)
     mw(tmp_path, "domain", "add", "example.test", check=True)
@@ -53,6 +55,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["listeners"] = {"mx": {"protocol": "smtp", "address": "127.0.0.1", "port": 0}}
     cfg["dns"] = {"nameservers": [test_tld.nameserver]}
+    cfg["workers"] = workers  # with 2, the supervisor is killed and its workers die with it
     cfg_path.write_text(yaml.safe_dump(cfg))
 
     proc = ServerProcess(cfg_path, tmp_path / "server.log")

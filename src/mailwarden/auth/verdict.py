@@ -52,10 +52,20 @@ def _headers(message: bytes) -> list[tuple[str, str]]:
 
 
 async def authenticate(
-    resolver: Resolver, *, ip: str, helo: str, mail_from: str, message: bytes
+    resolver: Resolver,
+    *,
+    ip: str,
+    helo: str,
+    mail_from: str,
+    message: bytes,
+    headers: list[tuple[str, str]] | None = None,
 ) -> AuthVerdict:
-    """Run SPF (MAIL FROM and HELO), DKIM and ARC concurrently, then DMARC."""
-    headers = _headers(message)  # parsed once, shared by DKIM, ARC and the From lookup
+    """Run SPF (MAIL FROM and HELO), DKIM and ARC concurrently, then DMARC.
+
+    ``headers`` (from ``read_headers``) spares a parse when the caller has them already.
+    """
+    if headers is None:
+        headers = _headers(message)  # parsed once, shared by DKIM, ARC and the From lookup
     sender = mail_from.strip().removeprefix("<").removesuffix(">")
     spf_error = SpfResult("temperror", "", "internal error")
     (spf_mf, spf_helo), dkim, arc = await asyncio.gather(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import email.errors
 import email.utils
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
-from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from mailwarden.store.records import HeaderSummary
 
 _parser = BytesHeaderParser(policy=compat32)
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def header_section(raw: bytes) -> bytes:
@@ -22,8 +25,9 @@ def header_section(raw: bytes) -> bytes:
     return raw if end < 0 else raw[: end + 2]
 
 
-def parse_headers(raw: bytes) -> Message:
-    return _parser.parsebytes(header_section(raw))
+def parse_headers(raw: bytes) -> list[tuple[str, str]]:
+    """(name, raw value) pairs of the header section, leniently."""
+    return list(_parser.parsebytes(header_section(raw)).items())
 
 
 def decode(value: object) -> str:
@@ -49,13 +53,22 @@ def _date(value: object) -> datetime | None:
     return dt.astimezone(UTC)
 
 
-def summarize(msg: Message) -> HeaderSummary:
+_WANTED = frozenset({"message-id", "subject", "from", "to", "cc", "in-reply-to", "date"})
+
+
+def summarize(fields: Sequence[tuple[str, str]]) -> HeaderSummary:
+    """The first occurrence of each field we keep, unfolded and RFC 2047-decoded."""
+    first: dict[str, str] = {}
+    for name, value in fields:
+        key = name.lower()
+        if key in _WANTED and key not in first:
+            first[key] = _FOLD.sub(" ", str(value)).strip()
     return HeaderSummary(
-        message_id=str(msg.get("Message-ID", "")).strip(),
-        subject=decode(msg.get("Subject")),
-        from_addr=decode(msg.get("From")),
-        to_addr=decode(msg.get("To")),
-        cc_addr=decode(msg.get("Cc")),
-        in_reply_to=str(msg.get("In-Reply-To", "")).strip(),
-        date=_date(msg.get("Date")),
+        message_id=first.get("message-id", ""),
+        subject=decode(first.get("subject")),
+        from_addr=decode(first.get("from")),
+        to_addr=decode(first.get("to")),
+        cc_addr=decode(first.get("cc")),
+        in_reply_to=first.get("in-reply-to", ""),
+        date=_date(first.get("date")),
     )

@@ -38,6 +38,7 @@ class LocalDelivery:
         mailbox: str = "INBOX",
         auth_results: str = "",
         flags: tuple[str, ...] = (),
+        headers: Sequence[tuple[str, str]] | None = None,
     ) -> list[Delivered]:
         """Store ``raw`` once and file it for every distinct user; durable on return.
 
@@ -59,7 +60,7 @@ class LocalDelivery:
             blob=key,
             size=size,
             internal_date=self.clock.now(),
-            headers=summarize(parse_headers(raw)),
+            headers=summarize(parse_headers(raw) if headers is None else headers),
             mail_from=mail_from,
             auth_results=auth_results,
             flags=flags,

@@ -8,13 +8,14 @@ from email.utils import format_datetime
 
 from aiosmtpd.smtp import SMTP, Session
 
+from mailwarden.auth.dkim import read_headers
 from mailwarden.auth.results import authentication_results
 from mailwarden.auth.verdict import authenticate
 from mailwarden.config.schema import Settings
 from mailwarden.core import replies
 from mailwarden.core.address import Address
 from mailwarden.core.clock import Clock
-from mailwarden.core.errors import DnsError, InvalidAddress, QuotaExceeded
+from mailwarden.core.errors import InvalidAddress, QuotaExceeded
 from mailwarden.delivery.local import LocalDelivery, LocalTarget, fits_quota
 from mailwarden.dns.resolver import Resolver
 from mailwarden.services.accounts import AccountService
@@ -111,12 +112,10 @@ class InboundHandler:
         helo = session.host_name or ""
         mail_from = str(envelope.mail_from or "")
         content = strip_forged_results(content, self.settings.hostname)
-        try:
-            verdict = await authenticate(
-                self.resolver, ip=ip, helo=helo, mail_from=mail_from, message=content
-            )
-        except DnsError:
-            return str(replies.DNS_TEMP_FAILURE)
+        headers = read_headers(content)  # once, for authentication and the stored summary
+        verdict = await authenticate(
+            self.resolver, ip=ip, helo=helo, mail_from=mail_from, message=content, headers=headers
+        )
         dmarc = verdict.dmarc
         decision = decide_message(
             DmarcFacts(dmarc.result, dmarc.policy, dmarc.from_domain), self.settings.inbound
@@ -149,6 +148,7 @@ class InboundHandler:
                 targets=envelope.local_targets,
                 mailbox=mailbox,
                 auth_results=ar,
+                headers=headers,
             )
         except QuotaExceeded:
             return str(replies.OVER_QUOTA)

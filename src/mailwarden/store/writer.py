@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from mailwarden.core.errors import NotFound, QuotaExceeded
 from mailwarden.store.db import Database
@@ -86,17 +86,47 @@ def _settle(item: _Pending, outcome: list[Delivered] | BaseException) -> None:
         item.future.set_result(outcome)
 
 
+# Statements are built once and run with parameters: building and cache-keying a new
+# statement per message costs more than executing it.
+_LOCK_USERS = (
+    select(users.c.id, users.c.used_bytes, users.c.quota_bytes)
+    .where(users.c.id.in_(bindparam("p_ids", expanding=True)))
+    .with_for_update()  # PostgreSQL: row locks; SQLite: writes are serialised anyway
+)
+_CHARGE = (
+    update(users)
+    .where(users.c.id == bindparam("p_user"))
+    .values(used_bytes=users.c.used_bytes + bindparam("p_add"))
+)
+
+
+def _allocate(by: Any) -> Any:
+    """Find the user's mailbox (by special-use role or by name) and bump UIDNEXT/MODSEQ."""
+    target = (
+        select(mailboxes.c.id)
+        .where(and_(mailboxes.c.user_id == bindparam("p_user"), by == bindparam("p_box")))
+        .order_by(mailboxes.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        update(mailboxes)
+        .where(mailboxes.c.id == target)
+        .values(uidnext=mailboxes.c.uidnext + 1, highestmodseq=mailboxes.c.highestmodseq + 1)
+        .returning(mailboxes.c.id, mailboxes.c.uidnext, mailboxes.c.highestmodseq)
+    )
+
+
+_ALLOCATE_BY_ROLE = _allocate(mailboxes.c.special_use)
+_ALLOCATE_BY_NAME = _allocate(mailboxes.c.name)
+_INSERT_MESSAGES = insert(messages)
+
+
 def _deliver_one(c: Connection, item: _Pending) -> list[Delivered] | Exception:
     """One message's inserts inside the batch transaction; no writes if it is refused."""
     size = item.message.size
     per_user = Counter(t.user_id for t in item.targets)
-    rows = (
-        c.execute(
-            select(users.c.id, users.c.used_bytes, users.c.quota_bytes)
-            .where(users.c.id.in_(sorted(per_user)))
-            .with_for_update()  # PostgreSQL: row locks; SQLite: writes are serialised anyway
-        )
-    ).all()
+    rows = c.execute(_LOCK_USERS, {"p_ids": sorted(per_user)}).all()
     usage = {r.id: (int(r.used_bytes), int(r.quota_bytes)) for r in rows}
     for t in item.targets:
         if t.user_id not in usage:
@@ -105,42 +135,21 @@ def _deliver_one(c: Connection, item: _Pending) -> list[Delivered] | Exception:
         if t.enforce_quota and quota and used + size * per_user[t.user_id] > quota:
             return QuotaExceeded(f"mailbox of {t.rcpt_to} is over quota")
     for user_id, n in per_user.items():
-        c.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(used_bytes=users.c.used_bytes + size * n)
-        )
+        c.execute(_CHARGE, {"p_user": user_id, "p_add": size * n})
     out: list[Delivered] = []
     new_rows: list[dict[str, Any]] = []
     for t in item.targets:
         mailbox_id, uid, modseq = _allocate_uid(c, t.user_id, t.mailbox)
         new_rows.append(message_row(item.message, t, mailbox_id, uid, modseq))
         out.append(Delivered(t.user_id, mailbox_id, uid))
-    c.execute(insert(messages), new_rows)
+    c.execute(_INSERT_MESSAGES, new_rows)
     return out
 
 
 def _allocate_uid(c: Connection, user_id: int, name: str) -> tuple[int, int, int]:
-    """Next UID and MODSEQ of the user's mailbox ``name`` (a special-use role or a name).
-
-    One statement finds the mailbox and bumps its counters; unknown roles fall back to INBOX.
-    """
-    cond = mailboxes.c.special_use == name if name.startswith("\\") else mailboxes.c.name == name
-    target = (
-        select(mailboxes.c.id)
-        .where(and_(mailboxes.c.user_id == user_id, cond))
-        .order_by(mailboxes.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    row = (
-        c.execute(
-            update(mailboxes)
-            .where(mailboxes.c.id == target)
-            .values(uidnext=mailboxes.c.uidnext + 1, highestmodseq=mailboxes.c.highestmodseq + 1)
-            .returning(mailboxes.c.id, mailboxes.c.uidnext, mailboxes.c.highestmodseq)
-        )
-    ).first()
+    """Next UID and MODSEQ in the user's mailbox ``name``; unknown roles fall back to INBOX."""
+    stmt = _ALLOCATE_BY_ROLE if name.startswith("\\") else _ALLOCATE_BY_NAME
+    row = c.execute(stmt, {"p_user": user_id, "p_box": name}).first()
     if row is None:
         if name == "INBOX":
             raise NotFound(f"user {user_id} has no INBOX")
