@@ -43,6 +43,7 @@ def test_init_production_ports(tmp_path: Path) -> None:
     ports = sorted(lst["port"] for lst in cfg["listeners"].values())
     assert ports == [25, 143, 443, 465, 587, 993]
     assert {lst["address"] for lst in cfg["listeners"].values()} == {"*"}
+    assert cfg["workers"] == 0
 
 
 def test_config_check_names_bad_keys(site: Path) -> None:

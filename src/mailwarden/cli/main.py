@@ -52,6 +52,7 @@ def initial_config(hostname: str, data_dir: str, production: bool) -> dict[str, 
         "storage": {"url": ""},
         "dns": {"nameservers": []},
         "listeners": listeners,
+        "workers": 0 if production else 1,  # production: one server process per core
     }
 
 
