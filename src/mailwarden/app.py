@@ -118,10 +118,17 @@ class App:
             "tls_context": tls if listener.tls == "starttls" else None,
         }
         loop = asyncio.get_running_loop()
+
+        def protocol() -> MailwardenSMTP:
+            try:
+                return MailwardenSMTP(handler, limits=session_limits, loop=loop, **kwargs)
+            except Exception:
+                # asyncio drops the connection silently when the factory fails; say why.
+                log.exception("cannot start an SMTP session")
+                raise
+
         return await loop.create_server(
-            lambda: MailwardenSMTP(handler, limits=session_limits, loop=loop, **kwargs),
-            sock=sock,
-            ssl=tls if listener.tls == "implicit" else None,
+            protocol, sock=sock, ssl=tls if listener.tls == "implicit" else None
         )
 
     async def stop(self) -> None:

@@ -299,3 +299,15 @@ def test_idle_timeout_closes_the_session(make_server: MakeServer) -> None:
         assert r.reply() == "<closed>"
     finally:
         r.close()
+
+
+def test_smtputf8_address(server: ServerThread) -> None:
+    acc = server.services.accounts
+    server.call(acc.add_user(f"jörg@{LOCAL_DOMAIN}", "correct horse battery"))
+    msg = "From: <ünï@nowhere.test>\r\nSubject: grüße\r\n\r\nhallo\r\n".encode()
+    with connect(server) as s:
+        assert s.has_extn("smtputf8")
+        s.sendmail("ünï@nowhere.test", [f"jörg@{LOCAL_DOMAIN}"], msg, mail_options=["SMTPUTF8"])
+    raw = server.call(server.services.mailstore.raw_message(f"jörg@{LOCAL_DOMAIN}", "INBOX", 1))
+    assert b"with UTF8ESMTP" in raw
+    assert raw.endswith("Subject: grüße\r\n\r\nhallo\r\n".encode())

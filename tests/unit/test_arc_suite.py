@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mailwarden.auth.arc import verify_arc
-from mailwarden.auth.dkim import read_headers
+from mailwarden.core.headers import read_headers
 from mailwarden.dns.resolver import StaticResolver
 
 SUITE = Path("/work/shared/corpora/arc/arc-draft-validation-tests.yml")

@@ -5,7 +5,7 @@ threads on prefetched keys; the public suffix list (DMARC) loads once, in a thre
 """
 
 from mailwarden.auth.arc import ArcResult, verify_arc
-from mailwarden.auth.dkim import DkimResult, dkim_txt_record, read_headers, sign, verify_dkim
+from mailwarden.auth.dkim import DkimResult, dkim_txt_record, sign, verify_dkim
 from mailwarden.auth.dmarc import (
     DmarcRecord,
     DmarcRecordError,
@@ -18,6 +18,7 @@ from mailwarden.auth.dmarc import (
 from mailwarden.auth.results import authentication_results, format_results
 from mailwarden.auth.spf import SpfResult, check_host, check_spf
 from mailwarden.auth.verdict import AuthVerdict, authenticate
+from mailwarden.core.headers import read_headers
 
 __all__ = [
     "ArcResult",

@@ -21,9 +21,9 @@ from mailwarden.auth.dkim import (
     dnsfunc_for,
     fetch_keys,
     parse_tag_list,
-    read_headers,
 )
 from mailwarden.core.errors import DnsError
+from mailwarden.core.headers import read_headers
 from mailwarden.dns.resolver import Resolver
 
 MAX_ARC_SETS = 50  # RFC 8617 §4.2.1: at most 50 sets; more → the chain fails

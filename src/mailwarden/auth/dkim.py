@@ -15,8 +15,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import Compat32
 from functools import lru_cache
 
 import dkim
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailwarden.core.errors import DnsError
+from mailwarden.core.headers import read_headers
 from mailwarden.dns.resolver import Resolver
 
 HeaderList = Sequence[tuple[str, str]]
@@ -67,27 +66,6 @@ class DkimSignature:
 
 class DkimSyntaxError(ValueError):
     pass
-
-
-# --------------------------------------------------------------------- message headers
-class _RawPolicy(Compat32):
-    """compat32 that hands header values back exactly as parsed (never Header objects)."""
-
-    def header_fetch_parse(self, name: str, value: str) -> str:
-        return value
-
-
-_RAW = _RawPolicy()
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-
-
-def read_headers(message: bytes) -> list[tuple[str, str]]:
-    """The header fields as (name, raw value) pairs, leniently; the body is not parsed."""
-    if message.startswith((b"\r\n", b"\n")):
-        return []
-    end = _HEADER_END.search(message)
-    head = message if end is None else message[: end.start()]
-    return list(BytesHeaderParser(policy=_RAW).parsebytes(head).items())
 
 
 # ---------------------------------------------------------------- signature parsing

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mailwarden.auth.arc import ArcResult, verify_arc
-from mailwarden.auth.dkim import DkimResult, read_headers, verify_dkim
+from mailwarden.auth.dkim import DkimResult, verify_dkim
 from mailwarden.auth.dmarc import DmarcResult, check_dmarc, from_domain
 from mailwarden.auth.spf import SpfResult, check_spf
+from mailwarden.core.headers import read_headers
 from mailwarden.dns.resolver import Resolver
 
 log = logging.getLogger("mailwarden.auth")

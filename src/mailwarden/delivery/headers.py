@@ -8,26 +8,16 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
+from mailwarden.core.headers import read_headers
 from mailwarden.store.records import HeaderSummary
 
-_parser = BytesHeaderParser(policy=compat32)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-
-
-def header_section(raw: bytes) -> bytes:
-    """The header section only (up to the first empty line), so the body is never parsed."""
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        end = raw.find(b"\n\n")
-    return raw if end < 0 else raw[: end + 2]
 
 
 def parse_headers(raw: bytes) -> list[tuple[str, str]]:
     """(name, raw value) pairs of the header section, leniently."""
-    return list(_parser.parsebytes(header_section(raw)).items())
+    return read_headers(raw)
 
 
 def decode(value: object) -> str:
@@ -56,13 +46,21 @@ def _date(value: object) -> datetime | None:
 _WANTED = frozenset({"message-id", "subject", "from", "to", "cc", "in-reply-to", "date"})
 
 
+def _utf8(value: str) -> str:
+    """Raw 8-bit header bytes come back from the parser as surrogate escapes; RFC 6532
+    allows UTF-8 there, so decode them as UTF-8 (anything else becomes U+FFFD)."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def summarize(fields: Sequence[tuple[str, str]]) -> HeaderSummary:
     """The first occurrence of each field we keep, unfolded and RFC 2047-decoded."""
     first: dict[str, str] = {}
     for name, value in fields:
         key = name.lower()
         if key in _WANTED and key not in first:
-            first[key] = _FOLD.sub(" ", str(value)).strip()
+            first[key] = _FOLD.sub(" ", _utf8(str(value))).strip()
     return HeaderSummary(
         message_id=first.get("message-id", ""),
         subject=decode(first.get("subject")),

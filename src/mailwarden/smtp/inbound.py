@@ -8,7 +8,6 @@ from email.utils import format_datetime
 
 from aiosmtpd.smtp import SMTP, Session
 
-from mailwarden.auth.dkim import read_headers
 from mailwarden.auth.results import authentication_results
 from mailwarden.auth.verdict import authenticate
 from mailwarden.config.schema import Settings
@@ -16,6 +15,7 @@ from mailwarden.core import replies
 from mailwarden.core.address import Address
 from mailwarden.core.clock import Clock
 from mailwarden.core.errors import InvalidAddress, QuotaExceeded
+from mailwarden.core.headers import read_headers
 from mailwarden.delivery.local import LocalDelivery, LocalTarget, fits_quota
 from mailwarden.dns.resolver import Resolver
 from mailwarden.services.accounts import AccountService
