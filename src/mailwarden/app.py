@@ -27,6 +27,7 @@ from mailwarden.tlsconf import generate_self_signed, server_context
 log = logging.getLogger("mailwarden")
 
 IMPLEMENTED_PROTOCOLS = {"smtp"}
+SHUTDOWN_GRACE = 10.0  # seconds a message in DATA gets to finish when we stop
 
 
 @dataclass
@@ -80,6 +81,7 @@ class App:
     sockets: dict[str, socket.socket] | None = None  # pre-bound by the supervisor
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
+    _gates: list[ConnectionGate] = field(default_factory=list)
 
     async def start(self) -> None:
         self.services = await build_services(
@@ -103,11 +105,13 @@ class App:
         s = self.services
         limits = self.settings.limits
         handler = InboundHandler(self.settings, s.accounts, s.local, s.resolver, s.clock)
+        gate = ConnectionGate(limits.max_connections_per_ip, limits.max_connections)
+        self._gates.append(gate)
         session_limits = SessionLimits(
             max_message_size=limits.max_message_size,
             max_header_size=limits.max_header_size,
             bare_newline=self.settings.inbound.bare_newline,
-            gate=ConnectionGate(limits.max_connections_per_ip, limits.max_connections),
+            gate=gate,
         )
         kwargs: dict[str, Any] = {
             "hostname": self.settings.hostname,
@@ -131,15 +135,13 @@ class App:
             protocol, sock=sock, ssl=tls if listener.tls == "implicit" else None
         )
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let messages in DATA finish, close the rest, close the store."""
         for server in self._servers:
             server.close()
-        for server in self._servers:
-            try:
-                await asyncio.wait_for(server.wait_closed(), 5)
-            except TimeoutError:
-                log.warning("some sessions did not finish within 5 s")
+        await asyncio.gather(*(gate.shutdown(grace) for gate in self._gates))
         self._servers.clear()
+        self._gates.clear()
         if self.services is not None:
             await self.services.db.close()
         log.info("mailwarden stopped")

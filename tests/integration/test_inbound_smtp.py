@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import smtplib
 import socket
@@ -311,3 +312,23 @@ def test_smtputf8_address(server: ServerThread) -> None:
     raw = server.call(server.services.mailstore.raw_message(f"jörg@{LOCAL_DOMAIN}", "INBOX", 1))
     assert b"with UTF8ESMTP" in raw
     assert raw.endswith("Subject: grüße\r\n\r\nhallo\r\n".encode())
+
+
+def test_shutdown_finishes_data_and_closes_idle_sessions(make_server: MakeServer) -> None:
+    srv = make_server()
+    idle, busy = Raw(srv), Raw(srv)
+    busy.cmd(b"EHLO x.test\r\n")
+    busy.cmd(b"MAIL FROM:<a@nowhere.test>\r\n")
+    busy.cmd(b"RCPT TO:<alice@example.test>\r\n")
+    assert busy.cmd(b"DATA\r\n").startswith("354")
+    busy.sock.sendall(b"Subject: in flight\r\n\r\nfirst half\r\n")
+    stopping = asyncio.run_coroutine_threadsafe(srv.app.stop(grace=10), srv.loop)
+    assert idle.reply().startswith("421 4.3.2")  # idle: told and closed at once
+    time.sleep(0.3)
+    assert not stopping.done()  # still waiting for the message in DATA
+    reply = busy.cmd(b"second half\r\n.\r\n")
+    assert reply.startswith("250 2.0.0"), reply  # acknowledged only once committed
+    assert busy.reply().startswith("421 4.3.2")
+    stopping.result(30)
+    idle.close()
+    busy.close()

@@ -66,20 +66,36 @@ class ConnectionGate:
     per_ip: int
     total: int
     counts: Counter[str] = field(default_factory=Counter)
-    live: int = 0
+    sessions: set[MailwardenSMTP] = field(default_factory=set)
 
-    def admit(self, ip: str) -> bool:
+    @property
+    def live(self) -> int:
+        return len(self.sessions)
+
+    def admit(self, ip: str, session: MailwardenSMTP) -> bool:
         if self.live >= self.total or self.counts[ip] >= self.per_ip:
             return False
         self.counts[ip] += 1
-        self.live += 1
+        self.sessions.add(session)
         return True
 
-    def release(self, ip: str) -> None:
+    def release(self, ip: str, session: MailwardenSMTP) -> None:
         self.counts[ip] -= 1
         if self.counts[ip] <= 0:
             del self.counts[ip]
-        self.live -= 1
+        self.sessions.discard(session)
+
+    async def shutdown(self, grace: float) -> None:
+        """Close idle sessions now; let those inside DATA finish (up to ``grace`` s)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.sessions:
+            for session in list(self.sessions):
+                if not session.busy or loop.time() >= deadline:
+                    session.close_for_shutdown()
+            if loop.time() >= deadline:
+                return
+            await asyncio.sleep(0.05)
 
 
 class MailEnvelope(Envelope):
@@ -108,6 +124,7 @@ class MailwardenSMTP(SMTP):
         super().__init__(handler, data_size_limit=limits.max_message_size, **kwargs)
         self.limits = limits
         self._admitted_ip: str | None = None
+        self.busy = False  # inside DATA: from 354 until the final reply is sent
         self._refused = False
         self._in_ehlo = False
         self._pending_lines: list[str] = []
@@ -127,16 +144,26 @@ class MailwardenSMTP(SMTP):
         if first:
             peer = transport.get_extra_info("peername")
             ip = str(peer[0]) if peer else "?"
-            if self.limits.gate.admit(ip):
+            if self.limits.gate.admit(ip, self):
                 self._admitted_ip = ip
             else:
                 self._refused = True
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._admitted_ip is not None:
-            self.limits.gate.release(self._admitted_ip)
+            self.limits.gate.release(self._admitted_ip, self)
             self._admitted_ip = None
         super().connection_lost(error)
+
+    def close_for_shutdown(self) -> None:
+        """RFC 5321 §3.8: tell the client we are going away, then close."""
+        transport = self.transport
+        if self._admitted_ip is not None and transport is not None:
+            self.limits.gate.release(self._admitted_ip, self)
+            self._admitted_ip = None
+            if not transport.is_closing():
+                transport.write(f"{replies.SHUTTING_DOWN}\r\n".encode())  # type: ignore[attr-defined]
+                transport.close()
 
     async def _handle_client(self) -> None:
         if self._refused:
@@ -189,6 +216,13 @@ class MailwardenSMTP(SMTP):
         if arg:
             await self.push(str(replies.SYNTAX_ERROR.with_text("Syntax: DATA")))
             return
+        self.busy = True
+        try:
+            await self._data_transaction(envelope)
+        finally:
+            self.busy = False
+
+    async def _data_transaction(self, envelope: Envelope) -> None:
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         result = await receive(
             self._reader,
