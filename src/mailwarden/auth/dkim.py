@@ -21,9 +21,12 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailwarden.auth import dkimpy_speedups
 from mailwarden.core.errors import DnsError
 from mailwarden.core.headers import read_headers
 from mailwarden.dns.resolver import Resolver
+
+dkimpy_speedups.install()
 
 HeaderList = Sequence[tuple[str, str]]
 KeyAnswer = str | None | DnsError  # a key record, no record, or a temporary DNS failure
