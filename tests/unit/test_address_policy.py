@@ -78,3 +78,35 @@ def test_strip_forged_results() -> None:
 )
 def test_enhanced_codes(line: str, expected: str) -> None:
     assert add_enhanced_code(line) == expected
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "<a@b.test>",
+        "<a@b.test> SIZE=5",
+        "<Alice+x@Example.TEST>",
+        "<jörg@example.test> SMTPUTF8",
+        "<a.b.c@d-e.f.test>  BODY=8BITMIME SIZE=10 ",
+        ' <"a b"@x.test>',
+        "<a@b@c>",
+        "<@route:a@b.test>",
+        "<a..b@x.test>",
+        "<a@[127.0.0.1]>",
+        "a@b.test",
+        "<a@b.test",
+        "<>",
+        "<a@b.test>SIZE=5",
+        "<a@b.test> ",
+        " <a@b.test> SIZE=5",
+        "<a@b.test> SIZE=5 BODY=8BITMIME ",
+    ],
+)
+def test_fast_address_parsing_matches_aiosmtpd(arg: str) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    from mailwarden.smtp.server import MailwardenSMTP
+
+    fast = MailwardenSMTP._getaddr(MailwardenSMTP.__new__(MailwardenSMTP), arg)
+    slow = SMTP._getaddr(SMTP.__new__(SMTP), arg)
+    assert fast == slow

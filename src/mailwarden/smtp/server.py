@@ -15,6 +15,14 @@ from mailwarden.core import replies
 from mailwarden.delivery.local import LocalTarget
 from mailwarden.smtp.data import DataProblem, receive
 
+# "<local@domain>" then optional " PARAMS"; dot-atom local part (RFC 5321 §4.1.2,
+# UTF-8 allowed per RFC 6531) and a plain domain.
+_SIMPLE_ADDR = re.compile(
+    r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+\.)*"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+    r"@[A-Za-z0-9\-\u0080-\U0010ffff]+(?:\.[A-Za-z0-9\-\u0080-\U0010ffff]+)*)>"
+    r"(?:\s+(\S.*))?$"
+)
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 _CODE = re.compile(r"^(\d{3})([ -])(.*)$", re.S)
 # RFC 3463 class defaults for replies aiosmtpd composes itself (RFC 2034 §3: every
@@ -134,6 +142,20 @@ class MailwardenSMTP(SMTP):
         # connection, only to find the auth_* and smtp_* methods; listing just those names
         # keeps it from evaluating ~150 attributes per connection.
         return list(_protocol_method_names(type(self)))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """Fast path for the common ``<dot-atom@domain> [params]`` form.
+
+        aiosmtpd parses every address with the email package's header parser (and defines
+        a Protocol class on each call); plain addresses are matched here with the same
+        result, anything else (quoted local parts, comments, odd spacing) still goes
+        through aiosmtpd's parser.
+        """
+        m = _SIMPLE_ADDR.match(arg)
+        if m is not None:
+            return m.group(1), m.group(2) or ""
+        result: tuple[str | None, str | None] = super()._getaddr(arg)
+        return result
 
     def _create_envelope(self) -> MailEnvelope:
         return MailEnvelope()
