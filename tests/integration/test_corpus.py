@@ -7,13 +7,13 @@ the trace headers we prepend), whatever its MIME defects, 8-bit headers or encod
 from __future__ import annotations
 
 import smtplib
-from pathlib import Path
 
 import pytest
 
 from mwserver import LOCAL_DOMAIN, ServerThread
+from shared_data import CORPORA
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "mime"
+CORPUS = CORPORA / "mime"
 FILES = sorted(
     p
     for p in CORPUS.rglob("*")

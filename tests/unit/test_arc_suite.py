@@ -1,6 +1,6 @@
 """The ARC validation suite (arc-draft-validation-tests.yml), run against verify_arc.
 
-Source: /work/shared/corpora/arc (see its README.md). Each YAML document holds scenarios
+Source: ../shared/corpora/arc (see its README.md). Each YAML document holds scenarios
 whose ``message`` is validated against the document's ``txt-records`` (DNS name → TXT
 value; folded YAML, so the base64 may contain spaces, which key parsers ignore). ``cv`` is
 the expected chain validation status: Pass, Fail, None, or empty when an ARC-Seal already
@@ -10,7 +10,6 @@ carries cv=fail. RFC 8617 §5.2 step 2 makes that last case "fail", which is wha
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,9 @@ import yaml
 from mailwarden.auth.arc import verify_arc
 from mailwarden.core.headers import read_headers
 from mailwarden.dns.resolver import StaticResolver
+from shared_data import CORPORA
 
-SUITE = Path("/work/shared/corpora/arc/arc-draft-validation-tests.yml")
+SUITE = CORPORA / "arc" / "arc-draft-validation-tests.yml"
 EXPECTED = {"pass": "pass", "fail": "fail", "none": "none", "": "fail"}
 
 # Cases the implementation does not meet, with the reason. Keep it empty if possible.

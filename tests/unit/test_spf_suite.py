@@ -1,6 +1,6 @@
 """The openspf.org RFC 7208 test suite (release 2014.04), run against mailwarden.auth.spf.
 
-Source: /work/shared/corpora/spf/rfc7208-tests.yml (from sdgathman/pyspf, see SOURCES.md).
+Source: ../shared/corpora/spf/rfc7208-tests.yml (from sdgathman/pyspf, see SOURCES.md).
 Each YAML document has ``zonedata`` and ``tests``; ZoneResolver below serves the zone data
 the way the suite's reference driver (pyspf's testspf.py) does:
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from mailwarden.auth import spf
 from mailwarden.auth.spf import SpfSyntaxError, check_spf, parse_record
 from mailwarden.core.errors import DnsError
 from mailwarden.dns.resolver import Answer, StaticResolver
+from shared_data import CORPORA
 
-SUITE = Path("/work/shared/corpora/spf/rfc7208-tests.yml")
+SUITE = CORPORA / "spf" / "rfc7208-tests.yml"
 
 # Cases the implementation does not meet, with the reason. Keep it empty if possible.
 XFAIL: dict[str, str] = {}
