@@ -10,7 +10,7 @@ What it does, all on 127.0.0.1:
   bytes, like ``smtp-source -l``), so signing is not part of the measurement;
 * starts mailwarden (``python -m mailwarden run``) in a fresh data directory with DNS pointed at
   knot, the DNS cache on, one local domain and user; and private Postfix instances built by the
-  shared harness (``/work/shared/bench/setup/postfix_instance.sh``): ``maildir`` (full local
+  shared harness (``../shared/bench/setup/postfix_instance.sh``): ``maildir`` (full local
   delivery, the reference) and ``discard`` (acceptance only). Postfix does no SPF/DKIM/DMARC;
 * for run -> size -> concurrency, sends the same messages to every target, alternating the
   target order from cell to cell so drift hits all of them alike, with an asyncio client that
@@ -28,9 +28,9 @@ What it does, all on 127.0.0.1:
 Needs root (Postfix, cgroups), ``apt-get install -y postfix knot`` and a system user ``mbench``
 (``--install`` does all three). Run with the project's virtualenv::
 
-    /work/venv/bin/python bench/smtp_inbound.py                      # default matrix, 6-8 min
-    /work/venv/bin/python bench/smtp_inbound.py --sizes 2048 --conc 10 --runs 3 --seconds 5
-    /work/venv/bin/python bench/smtp_inbound.py --profile 8          # + py-spy of mailwarden
+    python bench/smtp_inbound.py                      # default matrix, 6-8 min
+    python bench/smtp_inbound.py --sizes 2048 --conc 10 --runs 3 --seconds 5
+    python bench/smtp_inbound.py --profile 8          # + py-spy of mailwarden
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED_BENCH = Path(os.environ.get("MAILBENCH_DIR", "/work/shared/bench"))
+SHARED_BENCH = Path(
+    os.environ.get("MAILBENCH_DIR", Path(__file__).resolve().parents[2] / "shared" / "bench")
+)
 MB_ROOT = Path(os.environ.get("MB_ROOT", "/var/tmp/mailbench"))
 POSTFIX_SETUP = SHARED_BENCH / "setup" / "postfix_instance.sh"
 
@@ -1037,7 +1039,7 @@ def profile(mw: MailwardenTarget, pools: dict[int, list[bytes]], args: Any, outd
     """
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
-        return "py-spy not found: /work/venv/bin/pip install py-spy"
+        return "py-spy not found: pip install py-spy"
     report = []
     dur, hz = max(3, int(args.profile)), 250
     for size, pool in pools.items():
