@@ -14,7 +14,6 @@ import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,14 +27,6 @@ from mailwarden.config.schema import Settings
 T = TypeVar("T")
 LOCAL_DOMAIN = "example.test"
 PASSWORD = "correct horse battery"
-
-
-@dataclass(frozen=True)
-class DkimKeys:
-    rsa_pem: bytes
-    rsa_txt: str
-    ed_private: bytes  # base64 seed, as dkimpy wants it
-    ed_txt: str
 
 
 PG_DSN = os.environ.get("MAILWARDEN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import nacl.signing
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from dkimkeys import DkimKeys, make_dkim_keys
 from dnsserver import KnotServer
 from mwserver import (
     LOCAL_DOMAIN,
     PASSWORD,
-    DkimKeys,
     ServerThread,
     make_config,
     postgres_database,
@@ -25,22 +21,7 @@ from mwserver import (
 
 @pytest.fixture(scope="session")
 def dkim_keys() -> DkimKeys:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    ed = nacl.signing.SigningKey.generate()
-    return DkimKeys(
-        rsa_pem=pem,
-        rsa_txt=f"v=DKIM1; k=rsa; p={base64.b64encode(pub).decode()}",
-        ed_private=base64.b64encode(bytes(ed)),
-        ed_txt=f"v=DKIM1; k=ed25519; p={base64.b64encode(bytes(ed.verify_key)).decode()}",
-    )
+    return make_dkim_keys()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ import uuid
 import dkim
 import pytest
 
+from dkimkeys import DkimKeys
 from dnsserver import ZoneSet, txt
-from mwserver import LOCAL_DOMAIN, DkimKeys, ServerThread
+from mwserver import LOCAL_DOMAIN, ServerThread
 
 ALICE = f"alice@{LOCAL_DOMAIN}"
 
