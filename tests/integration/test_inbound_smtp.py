@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -332,3 +333,21 @@ def test_shutdown_finishes_data_and_closes_idle_sessions(make_server: MakeServer
     stopping.result(30)
     idle.close()
     busy.close()
+
+
+def test_implicit_tls_listener(make_server: MakeServer) -> None:
+    srv = make_server(
+        listeners={
+            "smtps": {"protocol": "smtp", "address": "127.0.0.1", "port": 0, "tls": "implicit"}
+        }
+    )
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the embedded default's self-signed certificate
+    with smtplib.SMTP_SSL("127.0.0.1", srv.port("smtps"), context=ctx, timeout=30) as s:
+        s.ehlo()
+        assert not s.has_extn("starttls")  # already encrypted
+        assert s.sock.version() in ("TLSv1.2", "TLSv1.3")  # type: ignore[union-attr]
+        assert s.sendmail("a@nowhere.test", [ALICE], MSG) == {}
+    raw = srv.call(srv.services.mailstore.raw_message(ALICE, "INBOX", 1))
+    assert b"with ESMTPS (TLSv1." in raw
