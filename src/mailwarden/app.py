@@ -92,7 +92,7 @@ class App:
         sockets = self.sockets if self.sockets is not None else bind_listeners(self.settings)
         for name, sock in sockets.items():
             server = await self._start_smtp(self.settings.listeners[name], sock, tls)
-            self.bound[name] = _address(sock)
+            self.bound[name] = sock_address(sock)
             self._servers.append(server)
         log.info(
             "mailwarden started: %s", ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items())
@@ -184,13 +184,14 @@ def _bind(listener: Listener) -> socket.socket:
     return socket.create_server((listener.address, listener.port), family=family, backlog=1024)
 
 
-def _address(sock: socket.socket) -> tuple[str, int]:
+def sock_address(sock: socket.socket) -> tuple[str, int]:
     name = sock.getsockname()
     return str(name[0]), int(name[1])
 
 
-def ready_line(sockets: dict[str, socket.socket]) -> str:
-    return "READY " + " ".join(f"{n}={_address(s)[0]}:{_address(s)[1]}" for n, s in sockets.items())
+def ready_line(bound: dict[str, tuple[str, int]]) -> str:
+    """What `mailwarden run` prints once every listener accepts (tests and scripts wait on it)."""
+    return "READY " + " ".join(f"{name}={host}:{port}" for name, (host, port) in bound.items())
 
 
 async def run_forever(
@@ -204,7 +205,7 @@ async def run_forever(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if announce:
-        print("READY " + " ".join(f"{n}={h}:{p}" for n, (h, p) in app.bound.items()), flush=True)
+        print(ready_line(app.bound), flush=True)
     try:
         await stop.wait()
     finally:

@@ -20,7 +20,14 @@ import socket
 import sys
 import time
 
-from mailwarden.app import bind_listeners, build_services, ready_line, run_forever, tls_context
+from mailwarden.app import (
+    bind_listeners,
+    build_services,
+    ready_line,
+    run_forever,
+    sock_address,
+    tls_context,
+)
 from mailwarden.auth.dmarc import load_psl
 from mailwarden.config.schema import Settings
 
@@ -66,7 +73,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int) ->
     for index in range(n):
         children[_fork(settings, sockets, index)] = index
     log.info("supervisor %d started %d workers", os.getpid(), n)
-    print(ready_line(sockets), flush=True)
+    print(ready_line({name: sock_address(s) for name, s in sockets.items()}), flush=True)
     status = 0
     while children:
         try:

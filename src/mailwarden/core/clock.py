@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -37,7 +37,5 @@ class FakeClock:
         return self._mono
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
-
         self._now += timedelta(seconds=seconds)
         self._mono += seconds

@@ -9,15 +9,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 
-from mailwarden.core.headers import read_headers
 from mailwarden.store.records import HeaderSummary
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-
-
-def parse_headers(raw: bytes) -> list[tuple[str, str]]:
-    """(name, raw value) pairs of the header section, leniently."""
-    return read_headers(raw)
 
 
 def decode(value: object) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from mailwarden.core.clock import Clock
 from mailwarden.core.errors import QuotaExceeded
-from mailwarden.delivery.headers import parse_headers, summarize
+from mailwarden.core.headers import read_headers
+from mailwarden.delivery.headers import summarize
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.ports import Store
 from mailwarden.store.records import Delivered, Delivery, NewMessage, UserRecord
@@ -60,7 +61,7 @@ class LocalDelivery:
             blob=key,
             size=size,
             internal_date=self.clock.now(),
-            headers=summarize(parse_headers(raw) if headers is None else headers),
+            headers=summarize(read_headers(raw) if headers is None else headers),
             mail_from=mail_from,
             auth_results=auth_results,
             flags=flags,

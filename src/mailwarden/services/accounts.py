@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mailwarden.core.address import Address, normalize_domain
 from mailwarden.core.clock import Clock
-from mailwarden.core.errors import InvalidAddress, MailwardenError, NotFound
+from mailwarden.core.errors import MailwardenError, NotFound
 from mailwarden.services.passwords import hash_password
 from mailwarden.store.ports import Store
 from mailwarden.store.records import AliasRecord, DomainRecord, UserRecord
@@ -185,8 +185,5 @@ def _alias_source(source: str) -> tuple[str, str]:
     if source.startswith("@"):
         d = normalize_domain(source[1:])
         return f"@{d}", d
-    try:
-        addr = Address.parse(source)
-    except InvalidAddress:
-        raise
+    addr = Address.parse(source)
     return addr.key(), addr.domain

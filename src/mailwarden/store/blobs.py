@@ -66,9 +66,6 @@ class BlobStore:
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path(key).read_bytes)
 
-    def get_sync(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
-
 
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
