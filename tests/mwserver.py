@@ -70,9 +70,9 @@ def write_config(tmp: Path, cfg: dict[str, Any]) -> Path:
 class ServerThread:
     """The real App on its own event loop in a thread; tests drive it with smtplib."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Any = None) -> None:
         self.settings = settings
-        self.app = App(settings)
+        self.app = App(settings, clock=clock)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

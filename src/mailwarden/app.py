@@ -14,19 +14,29 @@ from mailwarden.auth.dmarc import load_psl
 from mailwarden.config.schema import Listener, Settings
 from mailwarden.core.clock import Clock, SystemClock
 from mailwarden.delivery.local import LocalDelivery
+from mailwarden.delivery.runner import QueueRunner
 from mailwarden.dns.resolver import DnsPythonResolver, Resolver
 from mailwarden.services.accounts import AccountService
+from mailwarden.services.authguard import AuthGuard
+from mailwarden.services.bounces import BounceService
+from mailwarden.services.dkim_keys import DkimService
 from mailwarden.services.mailstore import MailstoreService
+from mailwarden.services.queue import QueueService
+from mailwarden.services.sending import SendingService
 from mailwarden.smtp.inbound import InboundHandler
 from mailwarden.smtp.server import ConnectionGate, MailwardenSMTP, SessionLimits
+from mailwarden.smtp.submission import SubmissionHandler, SubmissionSMTP
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.db import Database, default_url
+from mailwarden.store.events_sql import EventStore
+from mailwarden.store.keys_sql import AuthFailureStore, DkimKeyStore
+from mailwarden.store.queue_sql import QueueStore
 from mailwarden.store.sql import SqlStore
 from mailwarden.tlsconf import generate_self_signed, server_context
 
 log = logging.getLogger("mailwarden")
 
-IMPLEMENTED_PROTOCOLS = {"smtp"}
+IMPLEMENTED_PROTOCOLS = {"smtp", "submission"}
 SHUTDOWN_GRACE = 10.0  # seconds a message in DATA gets to finish when we stop
 
 
@@ -42,6 +52,13 @@ class Services:
     local: LocalDelivery
     resolver: Resolver
     clock: Clock
+    queue: QueueStore
+    events: EventStore
+    dkim: DkimService
+    guard: AuthGuard
+    sending: SendingService
+    bounces: BounceService
+    queue_admin: QueueService
 
 
 async def build_services(
@@ -60,15 +77,28 @@ async def build_services(
     resolver = resolver or DnsPythonResolver(
         settings.dns.nameservers, timeout=settings.dns.timeout, cache=settings.dns.cache
     )
+    accounts = AccountService(store, clock, settings.inbound.default_quota)
+    local = LocalDelivery(store, blobs, clock)
+    queue = QueueStore(db)
+    events = EventStore(db)
+    dkim = DkimService(store, DkimKeyStore(db), clock, settings.dkim.rotation_grace)
+    sending = SendingService(settings, accounts, local, blobs, queue, dkim, clock)
     return Services(
         db=db,
         store=store,
         blobs=blobs,
-        accounts=AccountService(store, clock, settings.inbound.default_quota),
+        accounts=accounts,
         mailstore=MailstoreService(store, blobs),
-        local=LocalDelivery(store, blobs, clock),
+        local=local,
         resolver=resolver,
         clock=clock,
+        queue=queue,
+        events=events,
+        dkim=dkim,
+        guard=AuthGuard(AuthFailureStore(db), clock, settings.submission),
+        sending=sending,
+        bounces=BounceService(settings, accounts, sending, local, queue, blobs, clock),
+        queue_admin=QueueService(queue, events, clock),
     )
 
 
@@ -79,6 +109,8 @@ class App:
     resolver: Resolver | None = None
     services: Services | None = None
     sockets: dict[str, socket.socket] | None = None  # pre-bound by the supervisor
+    run_queue: bool = True  # one process per node runs the outbound queue
+    runner: QueueRunner | None = None
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
     _gates: list[ConnectionGate] = field(default_factory=list)
@@ -94,6 +126,19 @@ class App:
             server = await self._start_smtp(self.settings.listeners[name], sock, tls)
             self.bound[name] = sock_address(sock)
             self._servers.append(server)
+        if self.run_queue:
+            s = self.services
+            self.runner = QueueRunner(
+                s.queue,
+                s.blobs,
+                s.resolver,
+                s.bounces,
+                s.clock,
+                self.settings.delivery,
+                helo=self.settings.hostname,
+            )
+            s.sending.on_enqueued = self.runner.wake
+            await self.runner.start()
         log.info(
             "mailwarden started: %s", ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items())
         )
@@ -104,7 +149,14 @@ class App:
         assert self.services is not None
         s = self.services
         limits = self.settings.limits
-        handler = InboundHandler(self.settings, s.accounts, s.local, s.resolver, s.clock)
+        submission = listener.protocol == "submission"
+        handler: InboundHandler | SubmissionHandler
+        if submission:
+            handler = SubmissionHandler(self.settings, s.accounts, s.guard, s.sending, s.clock)
+        else:
+            handler = InboundHandler(
+                self.settings, s.accounts, s.local, s.resolver, s.clock, s.bounces
+            )
         gate = ConnectionGate(limits.max_connections_per_ip, limits.max_connections)
         self._gates.append(gate)
         session_limits = SessionLimits(
@@ -125,6 +177,11 @@ class App:
 
         def protocol() -> MailwardenSMTP:
             try:
+                if submission:
+                    implicit = listener.tls == "implicit"
+                    return SubmissionSMTP(
+                        handler, implicit_tls=implicit, limits=session_limits, loop=loop, **kwargs
+                    )
                 return MailwardenSMTP(handler, limits=session_limits, loop=loop, **kwargs)
             except Exception:
                 # asyncio drops the connection silently when the factory fails; say why.
@@ -140,6 +197,9 @@ class App:
         for server in self._servers:
             server.close()
         await asyncio.gather(*(gate.shutdown(grace) for gate in self._gates))
+        if self.runner is not None:
+            await self.runner.stop(grace)
+            self.runner = None
         self._servers.clear()
         self._gates.clear()
         if self.services is not None:
@@ -195,10 +255,13 @@ def ready_line(bound: dict[str, tuple[str, int]]) -> str:
 
 
 async def run_forever(
-    settings: Settings, sockets: dict[str, socket.socket] | None = None, announce: bool = True
+    settings: Settings,
+    sockets: dict[str, socket.socket] | None = None,
+    announce: bool = True,
+    run_queue: bool = True,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down cleanly (one worker's life)."""
-    app = App(settings, sockets=sockets)
+    app = App(settings, sockets=sockets, run_queue=run_queue)
     await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

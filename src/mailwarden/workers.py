@@ -102,7 +102,8 @@ def _fork(settings: Settings, sockets: dict[str, socket.socket], index: int) -> 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _die_with_parent(parent)
-        asyncio.run(run_forever(settings, sockets, announce=False))
+        # Worker 0 also runs the outbound queue; the others only accept and enqueue.
+        asyncio.run(run_forever(settings, sockets, announce=False, run_queue=index == 0))
     except BaseException:  # a worker must never return into the supervisor's code
         log.exception("worker %d failed", index)
         code = 1

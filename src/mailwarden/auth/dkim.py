@@ -331,7 +331,7 @@ def _dkimpy_private_key(pem: bytes, algorithm: str) -> bytes:
     raise ValueError(f"a {type(key).__name__} cannot sign {algorithm}")
 
 
-def sign(  # noqa: PLR0917 - the positional signature is the agreed API
+def sign(
     message: bytes,
     selector: str,
     domain: str,

@@ -24,12 +24,16 @@ alias_app = typer.Typer(help="Aliases and catch-alls.", no_args_is_help=True)
 
 @domain_app.command("add")
 def domain_add(name: str, config: ConfigOpt = None) -> None:
-    """Start receiving mail for NAME."""
+    """Start receiving mail for NAME and generate its DKIM keys (RSA-2048 and Ed25519)."""
 
-    async def go(s: Services) -> str:
-        return (await s.accounts.add_domain(name)).name
+    async def go(s: Services) -> tuple[str, list[str]]:
+        domain = (await s.accounts.add_domain(name)).name
+        keys = await s.dkim.generate(domain)
+        return domain, [f"{k.selector} ({k.algorithm})" for k in keys]
 
-    typer.echo(f"added domain {run_with_services(config, go)}")
+    domain, selectors = run_with_services(config, go)
+    typer.echo(f"added domain {domain}; DKIM selectors: {', '.join(selectors)}")
+    typer.echo(f"publish its DNS records: mailwarden domain dns {domain}")
 
 
 @domain_app.command("list")
@@ -176,3 +180,21 @@ def alias_remove(
 
     run_with_services(config, go)
     typer.echo(f"removed alias {source}")
+
+
+@user_app.command("sent-copy")
+def user_sent_copy(
+    address: str,
+    state: Annotated[str, typer.Argument(help="on or off")],
+    config: ConfigOpt = None,
+) -> None:
+    """Whether mail ADDRESS submits is also filed in its Sent folder (default off:
+    mail clients save their own copy over IMAP; turn on for apps that do not)."""
+    if state not in ("on", "off"):
+        raise fail("state must be on or off", EXIT_ERROR)
+
+    async def go(s: Services) -> None:
+        await s.accounts.set_save_sent(address, state == "on")
+
+    run_with_services(config, go)
+    typer.echo(f"sent copies for {address}: {state}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mailwarden.core.address import normalize_domain
+from mailwarden.delivery.transports import parse_transport
 from mailwarden.dns.resolver import parse_nameserver
 
 
@@ -125,6 +127,106 @@ class InboundSettings(_Strict):
     )
 
 
+class DeliverySettings(_Strict):
+    """The outbound queue and its SMTP client."""
+
+    transports: dict[str, str] = Field(
+        default_factory=dict,
+        description="Recipient domain (or * for all others) → next hop URL, instead of MX: "
+        "smtp://host[:port], smtp+starttls://user:pass@host:587, smtps://user:pass@host:465.",
+    )
+    mx_port: int = Field(
+        25, ge=1, le=65535, description="Port for delivery to MX hosts (25; change for tests)."
+    )
+    helo_name: str = Field("", description="Name sent in EHLO. Empty: hostname.")
+    source_address: str = Field(
+        "", description="Local IP to send from (must match SPF and PTR). Empty: any."
+    )
+    concurrency: int = Field(50, ge=1, description="Outbound SMTP sessions at once, in total.")
+    per_destination: int = Field(
+        10, ge=1, description="Outbound SMTP sessions at once to one destination domain."
+    )
+    # RFC 5321 §4.5.3.1.8: a client may send at most 100 RCPT per transaction.
+    max_rcpts_per_transaction: int = Field(
+        50, ge=1, le=1000, description="Recipients per SMTP transaction."
+    )
+    connect_timeout: float = Field(30.0, gt=0, description="Seconds to connect and get a greeting.")
+    # RFC 5321 §4.5.3.2: 5 min for most replies, 10 min after the final dot.
+    command_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a reply.")
+    reuse_idle: float = Field(
+        5.0, ge=0, description="Seconds an idle outbound connection is kept for reuse."
+    )
+    retry_initial: float = Field(
+        300.0, gt=0, description="Seconds before the first retry after a temporary failure."
+    )
+    retry_max: float = Field(14_400.0, gt=0, description="Longest wait between retries.")
+    retry_factor: float = Field(2.0, ge=1, description="Each wait is this times the last.")
+    max_lifetime: float = Field(
+        432_000.0, gt=0, description="Seconds before an undeliverable message bounces (5 days)."
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between looks at the queue for due work."
+    )
+    bounce_prefix: str = Field(
+        "bounces",
+        description="Local part of the VERP Return-Path (bounces+TOKEN@sender-domain).",
+    )
+
+    @field_validator("transports")
+    @classmethod
+    def _transports(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, url in v.items():
+            if key != "*":
+                try:
+                    normalize_domain(key)
+                except ValueError as exc:
+                    raise ValueError(f"{key!r} is not a domain or * ({exc})") from None
+            try:
+                parse_transport(url)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return v
+
+    @field_validator("source_address")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if v:
+            ipaddress.ip_address(v)
+        return v
+
+
+class SubmissionSettings(_Strict):
+    """Mail from people and apps (587, 465)."""
+
+    relay_networks: list[str] = Field(
+        default_factory=list,
+        description="Client networks (CIDR) that may send without AUTH, like Postfix's "
+        "mynetworks; e.g. [127.0.0.1/32] for apps on this host. Empty: AUTH is required.",
+    )
+    auth_failures_per_ip: int = Field(
+        10, ge=1, description="Failed logins from one IP within auth_window before it is locked."
+    )
+    auth_failures_per_account: int = Field(
+        5, ge=1, description="Failed logins for one account within auth_window before it is locked."
+    )
+    auth_window: float = Field(900.0, gt=0, description="Seconds failed logins are counted over.")
+
+    @field_validator("relay_networks")
+    @classmethod
+    def _nets(cls, v: list[str]) -> list[str]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+
+class DkimSettings(_Strict):
+    rotation_grace: float = Field(
+        7 * 86_400.0,
+        ge=0,
+        description="Seconds a rotated-out selector stays published after `dkim rotate`.",
+    )
+
+
 class Settings(_Strict):
     hostname: str = Field(
         description="Fully-qualified host name used in banners, EHLO and Received."
@@ -138,6 +240,9 @@ class Settings(_Strict):
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
+    submission: SubmissionSettings = Field(default_factory=SubmissionSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
     workers: int = Field(
         1,
         ge=0,

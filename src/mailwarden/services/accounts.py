@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from mailwarden.core.address import Address, normalize_domain
 from mailwarden.core.clock import Clock
-from mailwarden.core.errors import MailwardenError, NotFound
-from mailwarden.services.passwords import hash_password
+from mailwarden.core.errors import InvalidAddress, MailwardenError, NotFound
+from mailwarden.services.passwords import hash_password, verify_password
 from mailwarden.store.ports import Store
 from mailwarden.store.records import AliasRecord, DomainRecord, UserRecord
 
@@ -79,6 +79,11 @@ class AccountService:
             raise MailwardenError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
         await self.store.set_password(Address.parse(address).key(), await hash_password(password))
 
+    async def set_save_sent(self, address: str, on: bool) -> None:
+        """File a copy of mail the user submits in Sent (for clients that do not)."""
+        await self.store.set_save_sent(Address.parse(address).key(), on)
+        self._resolved.clear()
+
     async def get_user(self, address: str) -> UserRecord:
         user = await self.store.get_user(Address.parse(address).key())
         if user is None:
@@ -94,6 +99,35 @@ class AccountService:
 
     async def remove_user(self, address: str) -> None:
         await self.store.remove_user(Address.parse(address).key())
+
+    async def authenticate(self, login: str, password: str) -> UserRecord | None:
+        """The enabled user with this address and password, else None.
+
+        An unknown login still costs one argon2 verification, so response time does not
+        tell which accounts exist.
+        """
+        try:
+            key = Address.parse(login).key()
+        except InvalidAddress:
+            key = ""
+        user = await self.store.get_user(key) if key else None
+        stored = user.password_hash if user is not None else await _dummy_hash()
+        ok = await verify_password(stored, password)
+        if user is None or not ok or user.disabled:
+            return None
+        return user
+
+    async def may_send_as(self, user: UserRecord, address: str) -> bool:
+        """True if ``address`` is the user's own (with any +tag) or reaches them as an
+        alias or catch-all; nobody may send as another user's address."""
+        try:
+            addr = Address.parse(address)
+        except InvalidAddress:
+            return False
+        if addr.base().key() == user.address or addr.key() == user.address:
+            return True
+        found = await self.resolve(addr)
+        return found is not None and any(u.id == user.id for u in found.users)
 
     # -- aliases -------------------------------------------------------------------
     async def add_alias(self, source: str, destination: str) -> None:
@@ -179,6 +213,15 @@ class AccountService:
             for user in await self._expand(dest, depth + 1, seen):
                 out[user.id] = user
         return tuple(out.values())
+
+
+_DUMMY: list[str] = []
+
+
+async def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(await hash_password("not a password of anyone's"))
+    return _DUMMY[0]
 
 
 def _alias_source(source: str) -> tuple[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from email.utils import format_datetime
 
 from aiosmtpd.smtp import SMTP, Session
 
@@ -19,9 +18,10 @@ from mailwarden.core.headers import read_headers
 from mailwarden.delivery.local import LocalDelivery, LocalTarget, fits_quota
 from mailwarden.dns.resolver import Resolver
 from mailwarden.services.accounts import AccountService
-from mailwarden.smtp.headers import strip_forged_results
+from mailwarden.services.bounces import BounceService
+from mailwarden.smtp.headers import received_header, strip_forged_results
 from mailwarden.smtp.policy import Action, DmarcFacts, decide_message
-from mailwarden.smtp.server import MailEnvelope, session_tls
+from mailwarden.smtp.server import MailEnvelope, ehlo_reply
 
 log = logging.getLogger("mailwarden.smtp.inbound")
 
@@ -36,12 +36,14 @@ class InboundHandler:
         local: LocalDelivery,
         resolver: Resolver,
         clock: Clock,
+        bounces: BounceService | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
         self.local = local
         self.resolver = resolver
         self.clock = clock
+        self.bounces = bounces
 
     async def handle_EHLO(
         self,
@@ -52,11 +54,7 @@ class InboundHandler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
-        # RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES: aiosmtpd reads pipelined
-        # commands in order, and MailwardenSMTP.push() adds the enhanced codes.
-        lines = [r[4:] for r in responses if r[4:] != "HELP"]
-        lines += ["PIPELINING", "ENHANCEDSTATUSCODES"]
-        return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
+        return ehlo_reply(responses)
 
     async def handle_MAIL(
         self,
@@ -92,6 +90,9 @@ class InboundHandler:
         if not await self.accounts.is_local_domain(rcpt.domain):
             # RFC 5321 §3.6.2: never relay for unauthenticated clients.
             return str(replies.RELAY_DENIED)
+        token = self.bounces.token_of(rcpt) if self.bounces is not None else None
+        if token is not None:
+            return await self._bounce_rcpt(envelope, address, token)
         resolution = await self.accounts.resolve(rcpt)
         if resolution is None:
             return str(replies.NO_SUCH_USER.with_text(f"No such user here: {rcpt}"))
@@ -102,6 +103,15 @@ class InboundHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in current)
+        return str(replies.RECIPIENT_OK)
+
+    async def _bounce_rcpt(self, envelope: MailEnvelope, address: str, token: str) -> str:
+        """A VERP address (bounces+TOKEN@ours): accepted only for tokens we issued."""
+        assert self.bounces is not None
+        if await self.bounces.known_token(token) is None:
+            return str(replies.NO_SUCH_USER.with_text(f"No such user here: {address}"))
+        envelope.bounce_tokens.append(token)
+        envelope.rcpt_tos.append(address)
         return str(replies.RECIPIENT_OK)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: MailEnvelope) -> str:
@@ -136,12 +146,24 @@ class InboundHandler:
         if decision.action is Action.REJECT:
             return str(decision.reply)
         stored = (
-            self._received(server, session, envelope, queue_id)
+            received_header(
+                server,
+                session,
+                envelope,
+                queue_id,
+                hostname=self.settings.hostname,
+                now=self.clock.now(),
+            )
             + (f"Authentication-Results: {ar}\r\n".encode())
             + content
         )
         mailbox = "\\Junk" if decision.action is Action.JUNK else "INBOX"
         try:
+            for token in envelope.bounce_tokens:
+                assert self.bounces is not None
+                await self.bounces.receive(token, stored)
+            if not envelope.local_targets:
+                return str(replies.QUEUED.with_text(f"Message accepted as {queue_id}"))
             await self.local.deliver(
                 stored,
                 mail_from=mail_from,
@@ -156,31 +178,6 @@ class InboundHandler:
             log.exception("%s: local delivery failed", queue_id)
             return str(replies.TEMP_FAILURE)
         return str(replies.QUEUED.with_text(f"Message accepted as {queue_id}"))
-
-    def _received(self, server: SMTP, session: Session, envelope: MailEnvelope, qid: str) -> bytes:
-        """RFC 5321 §4.4 trace header; "with" per RFC 3848 (ESMTPS, UTF8SMTPS, ...)."""
-        tls = session_tls(server)
-        proto = "ESMTP" if session.extended_smtp else "SMTP"
-        if "SMTPUTF8" in envelope.mail_options:
-            proto = "UTF8" + proto
-        if tls is not None:
-            proto += "S"
-        peer_ip = str(session.peer[0]) if session.peer else "unknown"
-        helo = _safe(session.host_name or "unknown")
-        cipher = tls.cipher() if tls else None
-        tls_note = f" ({tls.version()} {_safe(cipher[0])})" if tls and cipher else ""
-        rcpt = _safe(envelope.rcpt_tos[0]) if len(envelope.rcpt_tos) == 1 else ""
-        for_clause = f"\r\n\tfor <{rcpt}>" if rcpt else ""
-        when = format_datetime(self.clock.now())
-        return (
-            f"Received: from {helo} ([{peer_ip}])\r\n\tby {self.settings.hostname} (mailwarden)"
-            f" with {proto}{tls_note} id {qid}{for_clause};\r\n\t{when}\r\n"
-        ).encode("utf-8", "replace")
-
-
-def _safe(text: str) -> str:
-    """Keep header-injection characters out of trace fields."""
-    return "".join(c for c in text if c.isprintable() and c not in "\r\n()<>;")[:255]
 
 
 def _declared_size(options: list[str]) -> int:

@@ -112,6 +112,8 @@ class MailEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.local_targets: list[LocalTarget] = []
+        self.remote_rcpts: list[str] = []  # submission: recipients for the outbound queue
+        self.bounce_tokens: list[str] = []  # MX: VERP tokens of returned DSNs
         self.data_problem: DataProblem = DataProblem.NONE
 
 
@@ -268,6 +270,14 @@ class MailwardenSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
+
+
+def ehlo_reply(responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO lines plus RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES
+    (aiosmtpd reads pipelined commands in order; MailwardenSMTP.push() adds the codes)."""
+    lines = [r[4:] for r in responses if r[4:] != "HELP"]
+    lines += ["PIPELINING", "ENHANCEDSTATUSCODES"]
+    return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 
 
 _METHOD_NAMES: dict[type, list[str]] = {}

@@ -22,6 +22,7 @@ class UserRecord:
     quota_bytes: int
     used_bytes: int
     disabled: bool
+    save_sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +102,117 @@ class MessageRecord:
     headers: HeaderSummary
     auth_results: str
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# -- sending ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKeyRecord:
+    id: int
+    domain: str
+    selector: str
+    algorithm: str  # rsa-sha256 | ed25519-sha256
+    private_key: str = field(repr=False)  # PKCS#8 PEM; never logged
+    state: str = "active"  # active | retiring
+    created_at: datetime | None = None
+    retire_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewQueued:
+    """A message entering the outbound queue, with its remote recipients."""
+
+    queue_id: str
+    token: str
+    blob: str
+    size: int
+    mail_from: str
+    return_path: str
+    sender_domain: str
+    account: str
+    message_id: str
+    created_at: datetime
+    expires_at: datetime
+    recipients: tuple[str, ...]
+    held: bool = False
+
+
+# Recipient states. queued/deferred are pending; delivered/bounced are final.
+PENDING_STATES = ("queued", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    id: int
+    rcpt: str
+    domain: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_code: int | None = None
+    last_enhanced: str = ""
+    last_text: str = ""
+    claimed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    id: int
+    queue_id: str
+    token: str
+    blob: str
+    size: int
+    mail_from: str
+    return_path: str
+    sender_domain: str
+    account: str
+    message_id: str
+    held: bool
+    created_at: datetime
+    expires_at: datetime
+    recipients: tuple[QueuedRecipient, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientUpdate:
+    """The state a recipient moves to after an attempt (or an operator action)."""
+
+    recipient_id: int
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    code: int | None
+    enhanced: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentToken:
+    token: str
+    queue_id: str
+    mail_from: str
+    account: str
+    message_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedBounce:
+    at: datetime
+    token: str
+    queue_id: str
+    recipient: str
+    action: str
+    status: str
+    diagnostic: str
+    remote_mta: str
+    blob: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailureCount:
+    key: str  # an IP or an account
+    kind: str  # "ip" | "account"
+    failures: int
+    last: datetime

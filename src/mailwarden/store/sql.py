@@ -36,7 +36,7 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def _aware(dt: datetime | None) -> datetime | None:
+def aware(dt: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
@@ -44,12 +44,19 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 
 def _domain(r: Row[Any]) -> DomainRecord:
-    return DomainRecord(r.id, r.name, _aware(r.created_at) or r.created_at)
+    return DomainRecord(r.id, r.name, aware(r.created_at) or r.created_at)
 
 
 def _user(r: Row[Any]) -> UserRecord:
     return UserRecord(
-        r.id, r.address, r.domain_id, r.password_hash, r.quota_bytes, r.used_bytes, r.disabled
+        r.id,
+        r.address,
+        r.domain_id,
+        r.password_hash,
+        r.quota_bytes,
+        r.used_bytes,
+        r.disabled,
+        r.save_sent,
     )
 
 
@@ -145,6 +152,11 @@ class SqlStore:
 
     async def set_quota(self, address: str, quota: int) -> None:
         stmt = update(users).where(users.c.address == address).values(quota_bytes=quota)
+        if await self._change(stmt) == 0:
+            raise NotFound(f"user {address} does not exist")
+
+    async def set_save_sent(self, address: str, on: bool) -> None:
+        stmt = update(users).where(users.c.address == address).values(save_sent=on)
         if await self._change(stmt) == 0:
             raise NotFound(f"user {address} does not exist")
 
@@ -292,7 +304,7 @@ def _message(r: Row[Any]) -> MessageRecord:
         modseq=r.modseq,
         blob=r.blob,
         size=r.size,
-        internal_date=_aware(r.internal_date) or r.internal_date,
+        internal_date=aware(r.internal_date) or r.internal_date,
         flags=tuple(r.flags.split()),
         mail_from=r.mail_from,
         rcpt_to=r.rcpt_to,
@@ -303,7 +315,7 @@ def _message(r: Row[Any]) -> MessageRecord:
             r.to_addr,
             r.cc_addr,
             r.in_reply_to,
-            _aware(r.date_header),
+            aware(r.date_header),
         ),
         auth_results=r.auth_results,
     )

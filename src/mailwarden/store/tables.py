@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -45,6 +46,8 @@ users = Table(
     Column("quota_bytes", BigInteger, nullable=False, default=0),  # 0 = unlimited
     Column("used_bytes", BigInteger, nullable=False, default=0),
     Column("disabled", Boolean, nullable=False, default=False),
+    # file a copy of submitted mail in Sent (for clients that do not save their own)
+    Column("save_sent", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -101,4 +104,138 @@ messages = Table(
     UniqueConstraint("mailbox_id", "uid", name="uq_messages_mailbox_id_uid"),
     Index("ix_messages_mailbox_modseq", "mailbox_id", "modseq"),
     Index("ix_messages_blob", "blob"),
+)
+
+# -- sending (migration 0002) --------------------------------------------------------
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain_id", Integer, ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(32), nullable=False),  # rsa-sha256 | ed25519-sha256
+    Column("private_key", Text, nullable=False),  # PKCS#8 PEM
+    Column("state", String(16), nullable=False),  # active | retiring
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retire_at", DateTime(timezone=True), nullable=True),  # retiring: unpublish after
+    UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_id_selector"),
+)
+
+queue_messages = Table(
+    "queue_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("queue_id", String(24), nullable=False, unique=True),
+    Column("token", String(32), nullable=False, unique=True),  # VERP token in Return-Path
+    Column("blob", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mail_from", String(320), nullable=False),  # as submitted; "" = null sender
+    Column("return_path", String(320), nullable=False),  # what we send in MAIL FROM
+    Column("sender_domain", String(255), nullable=False),
+    Column("account", String(320), nullable=False),
+    Column("message_id", String(998), nullable=False),
+    Column("held", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+queue_recipients = Table(
+    "queue_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "message_id", Integer, ForeignKey("queue_messages.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("rcpt", String(320), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("state", String(16), nullable=False),  # queued | deferred | delivered | bounced
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", String(40), nullable=True),  # the runner delivering it right now
+    Column("last_code", Integer, nullable=True),
+    Column("last_enhanced", String(16), nullable=False),
+    Column("last_text", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_queue_recipients_due", "state", "next_attempt_at"),
+    Index("ix_queue_recipients_message_id", "message_id"),
+)
+
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("queue_id", String(24), nullable=False),
+    Column("message_id", String(998), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("recipient_domain", String(255), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("sender_domain", String(255), nullable=False),
+    Column("account", String(320), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("code", Integer, nullable=True),
+    Column("enhanced", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("mx_host", String(255), nullable=False),
+    Column("mx_ip", String(45), nullable=False),
+    Column("source_ip", String(45), nullable=False),
+    Column("tls", Boolean, nullable=False),
+    Column("tls_version", String(16), nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("route", String(255), nullable=False),
+    # Time-range queries, alone or along one dimension: (dimension, at) indexes.
+    Index("ix_delivery_events_at", "at"),
+    Index("ix_delivery_events_outcome_at", "outcome", "at"),
+    Index("ix_delivery_events_recipient_domain_at", "recipient_domain", "at"),
+    Index("ix_delivery_events_sender_domain_at", "sender_domain", "at"),
+    Index("ix_delivery_events_account_at", "account", "at"),
+    Index("ix_delivery_events_mx_host_at", "mx_host", "at"),
+    Index("ix_delivery_events_mx_ip_at", "mx_ip", "at"),
+    Index("ix_delivery_events_source_ip_at", "source_ip", "at"),
+    Index("ix_delivery_events_recipient_at", "recipient", "at"),
+    Index("ix_delivery_events_queue_id", "queue_id"),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("ip", String(45), nullable=False),
+    Column("account", String(320), nullable=False),
+    Column("service", String(16), nullable=False),  # submission | imap | http
+    Index("ix_auth_failures_ip_at", "ip", "at"),
+    Index("ix_auth_failures_account_at", "account", "at"),
+)
+
+returned_bounces = Table(
+    "returned_bounces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("queue_id", String(24), nullable=False),  # "" if the token is unknown/expired
+    Column("recipient", String(320), nullable=False),
+    Column("action", String(16), nullable=False),  # RFC 3464 Action: failed, delayed, ...
+    Column("status", String(16), nullable=False),
+    Column("diagnostic", Text, nullable=False),
+    Column("remote_mta", String(255), nullable=False),
+    Column("blob", String(64), nullable=False),
+    Index("ix_returned_bounces_at", "at"),
+    Index("ix_returned_bounces_queue_id", "queue_id"),
+)
+
+sent_tokens = Table(
+    "sent_tokens",
+    metadata,
+    # VERP token → the message it was sent with; kept after the message leaves the queue,
+    # so a DSN that arrives days later can still be tied to it.
+    Column("token", String(32), primary_key=True),
+    Column("queue_id", String(24), nullable=False),
+    Column("mail_from", String(320), nullable=False),
+    Column("account", String(320), nullable=False),
+    Column("message_id", String(998), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,89 +1,31 @@
-"""Group commit for local delivery: concurrent deliveries share one transaction and one fsync.
+"""Local delivery writes: one message filed for every target, all or nothing.
 
-Every acknowledged message must be committed before the 250 reply, and SQLite admits one
-writer at a time, so committing each message alone makes the commit the bottleneck. Here
-deliveries queue up while a transaction is running and the next transaction takes all of
-them: the cost of BEGIN/COMMIT (and the WAL fsync) is paid once per batch, not per
-message. A message's deliveries are all or nothing; a batch that fails as a whole is
-retried one message at a time, so one bad message only fails itself.
+Runs through the group commit (store/batch.py), so concurrent deliveries share one
+transaction and one fsync.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from mailwarden.core.errors import NotFound, QuotaExceeded
+from mailwarden.store.batch import GroupCommit
 from mailwarden.store.db import Database
 from mailwarden.store.records import Delivered, Delivery, NewMessage
 from mailwarden.store.tables import mailboxes, messages, users
 
-log = logging.getLogger("mailwarden.store.writer")
-MAX_BATCH = 64
-
-
-@dataclass
-class _Pending:
-    message: NewMessage
-    targets: Sequence[Delivery]
-    future: asyncio.Future[list[Delivered]]
-
 
 class DeliveryWriter:
-    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
-        self.db = db
-        self.max_batch = max_batch
-        self._pending: list[_Pending] = []
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, db: Database) -> None:
+        self._batch = GroupCommit(db, "deliveries")
 
     async def deliver(self, message: NewMessage, targets: Sequence[Delivery]) -> list[Delivered]:
         """Durably file ``message`` for every target; returns once committed."""
-        future: asyncio.Future[list[Delivered]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(message, targets, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                await self._commit(batch)
-        except BaseException as exc:  # never leave a caller waiting forever
-            for item in self._pending:
-                _settle(item, exc)
-            self._pending.clear()
-            raise
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            outcomes = await self.db.write(lambda c: [_deliver_one(c, item) for item in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0], exc)
-                return
-            log.warning("batch of %d deliveries failed (%s); retrying one by one", len(batch), exc)
-            for item in batch:
-                await self._commit([item])
-            return
-        for item, outcome in zip(batch, outcomes, strict=True):
-            _settle(item, outcome)
-
-
-def _settle(item: _Pending, outcome: list[Delivered] | BaseException) -> None:
-    if item.future.done():
-        return
-    if isinstance(outcome, BaseException):
-        item.future.set_exception(outcome)
-    else:
-        item.future.set_result(outcome)
+        return await self._batch.run(lambda c: _deliver_one(c, message, targets))
 
 
 # Statements are built once and run with parameters: building and cache-keying a new
@@ -122,13 +64,15 @@ _ALLOCATE_BY_NAME = _allocate(mailboxes.c.name)
 _INSERT_MESSAGES = insert(messages)
 
 
-def _deliver_one(c: Connection, item: _Pending) -> list[Delivered] | Exception:
+def _deliver_one(
+    c: Connection, message: NewMessage, targets: Sequence[Delivery]
+) -> list[Delivered] | Exception:
     """One message's inserts inside the batch transaction; no writes if it is refused."""
-    size = item.message.size
-    per_user = Counter(t.user_id for t in item.targets)
+    size = message.size
+    per_user = Counter(t.user_id for t in targets)
     rows = c.execute(_LOCK_USERS, {"p_ids": sorted(per_user)}).all()
     usage = {r.id: (int(r.used_bytes), int(r.quota_bytes)) for r in rows}
-    for t in item.targets:
+    for t in targets:
         if t.user_id not in usage:
             return NotFound(f"recipient {t.rcpt_to} no longer exists")
         used, quota = usage[t.user_id]
@@ -138,9 +82,9 @@ def _deliver_one(c: Connection, item: _Pending) -> list[Delivered] | Exception:
         c.execute(_CHARGE, {"p_user": user_id, "p_add": size * n})
     out: list[Delivered] = []
     new_rows: list[dict[str, Any]] = []
-    for t in item.targets:
+    for t in targets:
         mailbox_id, uid, modseq = _allocate_uid(c, t.user_id, t.mailbox)
-        new_rows.append(message_row(item.message, t, mailbox_id, uid, modseq))
+        new_rows.append(message_row(message, t, mailbox_id, uid, modseq))
         out.append(Delivered(t.user_id, mailbox_id, uid))
     c.execute(_INSERT_MESSAGES, new_rows)
     return out

@@ -1,0 +1,295 @@
+"""The queue runner: claims due recipients and delivers them, per destination, concurrently.
+
+* Recipients are claimed in batches (``claimed_by`` = this runner), grouped per message
+  and destination into transactions of up to ``max_rcpts_per_transaction`` RCPTs.
+* Each destination (recipient domain, or a configured transport) has up to
+  ``per_destination`` sessions; an idle session is kept ``reuse_idle`` seconds for the
+  next message (connection reuse); all destinations share ``concurrency`` sessions.
+* Every attempt's outcome is committed with its delivery events before the next step; a
+  bounce's DSN is queued *before* the outcome is recorded, so a crash in between repeats
+  work rather than losing a DSN. A runner that starts releases all claims: whatever was
+  being delivered when the previous process died is retried (at-least-once).
+
+One runner runs per node (worker 0 of `mailwarden run`); other workers only enqueue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+
+from mailwarden.config.schema import DeliverySettings
+from mailwarden.core.clock import Clock
+from mailwarden.delivery.client import ConnectFailure, OutboundConnection, connect
+from mailwarden.delivery.mx import RouteFailure, hops_for_transport, resolve_hops
+from mailwarden.delivery.outcome import Path, Reply, attempt_outcomes
+from mailwarden.delivery.transports import Transport, parse_table, transport_for
+from mailwarden.dns.resolver import Resolver
+from mailwarden.services.bounces import BounceService
+from mailwarden.store.blobs import BlobStore
+from mailwarden.store.queue_sql import QueueStore
+from mailwarden.store.records import QueuedMessage, QueuedRecipient
+
+log = logging.getLogger("mailwarden.delivery")
+MAX_IN_FLIGHT = 2000  # claimed recipients held in memory at once
+
+
+@dataclass
+class Job:
+    message: QueuedMessage
+    rcpts: list[QueuedRecipient]
+
+
+@dataclass
+class Destination:
+    key: str
+    domain: str
+    transport: Transport | None
+    jobs: deque[Job] = field(default_factory=deque)
+    sessions: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class QueueRunner:
+    def __init__(
+        self,
+        queue: QueueStore,
+        blobs: BlobStore,
+        resolver: Resolver,
+        bounces: BounceService,
+        clock: Clock,
+        settings: DeliverySettings,
+        helo: str,
+    ) -> None:
+        self.queue = queue
+        self.blobs = blobs
+        self.resolver = resolver
+        self.bounces = bounces
+        self.clock = clock
+        self.s = settings
+        self.helo = settings.helo_name or helo
+        self.transports = parse_table(settings.transports)
+        self.id = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._wake = asyncio.Event()
+        self._sessions = asyncio.Semaphore(settings.concurrency)
+        self._dests: dict[str, Destination] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.in_flight = 0
+
+    async def start(self) -> None:
+        released = await self.queue.release_claims()
+        if released:
+            log.warning("released %d interrupted deliveries; they will be retried", released)
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="queue-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; give sessions ``grace`` seconds, then cut them (claims are
+        released at the next start, so cut deliveries are retried)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for dest in self._dests.values():
+            dest.jobs.clear()
+            dest.arrived.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- claiming ------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while True:
+            claimed = 0
+            room = MAX_IN_FLIGHT - self.in_flight
+            if room > 0:
+                try:
+                    claimed = await self._claim(room)
+                except Exception:
+                    log.exception("queue runner: claiming failed; retrying shortly")
+            if claimed and claimed >= room // 2:
+                continue  # more may be due right now
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.s.poll_interval)
+
+    async def _claim(self, room: int) -> int:
+        messages = await self.queue.claim_due(self.id, self.clock.now(), room)
+        n = 0
+        for msg in messages:
+            for job in self._jobs(msg):
+                self._dispatch(job)
+                n += len(job.rcpts)
+        self.in_flight += n
+        return n
+
+    def _jobs(self, msg: QueuedMessage) -> list[Job]:
+        by_dest: dict[str, list[QueuedRecipient]] = {}
+        for r in msg.recipients:
+            by_dest.setdefault(r.domain, []).append(r)
+        size = self.s.max_rcpts_per_transaction
+        return [
+            Job(msg, rcpts[i : i + size])
+            for rcpts in by_dest.values()
+            for i in range(0, len(rcpts), size)
+        ]
+
+    def _dispatch(self, job: Job) -> None:
+        domain = job.rcpts[0].domain
+        transport = transport_for(domain, self.transports)
+        key = f"{domain}|{transport.display if transport else 'mx'}"
+        dest = self._dests.get(key)
+        if dest is None:
+            dest = self._dests[key] = Destination(key, domain, transport)
+        dest.jobs.append(job)
+        dest.arrived.set()
+        if dest.sessions < self.s.per_destination and dest.sessions < len(dest.jobs):
+            dest.sessions += 1
+            task = asyncio.create_task(self._session(dest), name=f"deliver {key}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # -- delivering ----------------------------------------------------------------------
+    async def _session(self, dest: Destination) -> None:
+        conn: OutboundConnection | None = None
+        try:
+            async with self._sessions:
+                while True:
+                    if not dest.jobs:
+                        if conn is None or not await _wait(dest, self.s.reuse_idle):
+                            break
+                        continue
+                    job = dest.jobs.popleft()
+                    conn = await self._attempt(dest, job, conn)
+        except Exception:
+            log.exception("delivery session for %s failed", dest.key)
+        finally:
+            dest.sessions -= 1
+            if dest.sessions == 0 and not dest.jobs:
+                self._dests.pop(dest.key, None)
+            if conn is not None:
+                await conn.close()
+
+    async def _attempt(
+        self, dest: Destination, job: Job, conn: OutboundConnection | None
+    ) -> OutboundConnection | None:
+        started = asyncio.get_running_loop().time()
+        data = await self.blobs.get(job.message.blob)
+        path = Path(route=dest.transport.display if dest.transport else "mx")
+        if conn is None or not conn.usable:
+            if conn is not None:
+                await conn.close()
+            conn = None
+            try:
+                conn = await self._connect(dest)
+            except (RouteFailure, ConnectFailure) as exc:
+                reply = _failure_reply(exc)
+                await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
+                self._fail_waiting(dest, reply, path, data)
+                return None
+        facts = conn.facts
+        path = Path(
+            path.route, facts.mx_host, facts.mx_ip, facts.source_ip, facts.tls, facts.tls_version
+        )
+        result = await conn.send(job.message.return_path, [r.rcpt for r in job.rcpts], data)
+        replies = {k: Reply(v.code, v.enhanced, v.text) for k, v in result.replies.items()}
+        await self._finish(job, replies, path, started, data)
+        return conn
+
+    async def _connect(self, dest: Destination) -> OutboundConnection:
+        t = dest.transport
+        hops = (
+            hops_for_transport(t)
+            if t
+            else await resolve_hops(self.resolver, dest.domain, self.s.mx_port)
+        )
+        return await connect(
+            hops,
+            helo=self.helo,
+            source_address=self.s.source_address,
+            tls=t.tls if t else "opportunistic",
+            username=t.username if t else "",
+            password=t.password if t else "",
+            connect_timeout=self.s.connect_timeout,
+            command_timeout=self.s.command_timeout,
+        )
+
+    def _fail_waiting(self, dest: Destination, reply: Reply, path: Path, data: bytes) -> None:
+        """The destination is unreachable now: everything queued for it fails the same way
+        (as Postfix does within one scheduling round) instead of reconnecting per message."""
+        while dest.jobs:
+            job = dest.jobs.popleft()
+            task = asyncio.create_task(self._finish_other(job, reply, path))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _finish_other(self, job: Job, reply: Reply, path: Path) -> None:
+        started = asyncio.get_running_loop().time()
+        data = await self.blobs.get(job.message.blob)
+        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
+
+    async def _finish(
+        self,
+        job: Job,
+        replies: dict[str, Reply],
+        path: Path,
+        started: float,
+        data: bytes,
+    ) -> None:
+        latency = int((asyncio.get_running_loop().time() - started) * 1000)
+        out = attempt_outcomes(
+            job.message,
+            job.rcpts,
+            replies,
+            path,
+            latency_ms=latency,
+            now=self.clock.now(),
+            settings=self.s,
+        )
+        try:
+            if out.bounced:
+                await self.bounces.send_dsn(job.message, data, out.bounced)
+            await self.queue.record(out.updates, out.events)
+        finally:
+            self.in_flight -= len(job.rcpts)
+        for e in out.events:
+            log.info(
+                "%s to=<%s> %s via %s[%s] tls=%s reply=%s %s %s",
+                e.queue_id,
+                e.recipient,
+                e.outcome.value,
+                e.mx_host or e.route,
+                e.mx_ip,
+                e.tls_version or "no",
+                e.code if e.code is not None else "-",
+                e.enhanced,
+                e.text[:200],
+            )
+        if any(u.state == "deferred" for u in out.updates):
+            self.wake()  # a short retry_initial (tests) must not wait for the poll
+
+
+async def _wait(dest: Destination, seconds: float) -> bool:
+    dest.arrived.clear()
+    try:
+        await asyncio.wait_for(dest.arrived.wait(), seconds)
+    except TimeoutError:
+        return False
+    return bool(dest.jobs)
+
+
+def _failure_reply(exc: RouteFailure | ConnectFailure) -> Reply:
+    if isinstance(exc, RouteFailure):
+        return Reply(None, exc.enhanced, exc.text)
+    r = exc.reply
+    return Reply(r.code, r.enhanced, r.text)

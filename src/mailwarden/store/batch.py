@@ -1,0 +1,89 @@
+"""Group commit: concurrent writes share one transaction and one fsync.
+
+Every acknowledged message must be committed before its reply, and SQLite admits one
+writer at a time, so committing each write alone makes the commit the bottleneck. Writes
+queue up while a transaction is running, and the next transaction takes all of them: the
+cost of BEGIN/COMMIT (and the WAL fsync) is paid once per batch. A batch that fails as a
+whole is retried one write at a time, so one bad write only fails itself. Expected
+refusals (over quota, ...) should be *returned* as exception values by the write function
+rather than raised, so they do not cost the whole batch a retry; ``run`` raises them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection
+
+from mailwarden.store.db import Database
+
+log = logging.getLogger("mailwarden.store.batch")
+T = TypeVar("T")
+MAX_BATCH = 64
+
+
+@dataclass
+class _Pending(Generic[T]):
+    fn: Callable[[Connection], T | Exception]
+    future: asyncio.Future[T]
+
+
+class GroupCommit:
+    def __init__(self, db: Database, name: str, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.name = name
+        self.max_batch = max_batch
+        self._pending: list[_Pending[Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, fn: Callable[[Connection], T | Exception]) -> T:
+        """Run ``fn`` inside a shared write transaction; returns once committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(fn, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                await self._commit(batch)
+        except BaseException as exc:  # never leave a caller waiting forever
+            for item in self._pending:
+                _settle(item, exc)
+            self._pending.clear()
+            raise
+
+    async def _commit(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            outcomes = await self.db.write(lambda c: [item.fn(c) for item in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            log.warning(
+                "%s: batch of %d writes failed (%s); retrying one by one",
+                self.name,
+                len(batch),
+                exc,
+            )
+            for item in batch:
+                await self._commit([item])
+            return
+        for item, outcome in zip(batch, outcomes, strict=True):
+            _settle(item, outcome)
+
+
+def _settle(item: _Pending[Any], outcome: object) -> None:
+    if item.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        item.future.set_exception(outcome)
+    else:
+        item.future.set_result(outcome)

@@ -1,0 +1,366 @@
+"""The outbound queue, VERP tokens and returned bounces (SQLAlchemy Core, SQLite and PostgreSQL).
+
+A message row holds the envelope and a blob key; each recipient row has its own state,
+attempt count and next attempt time. A runner *claims* due recipients by writing its id
+into ``claimed_by`` in one transaction, so two runners never deliver the same recipient,
+and a runner that starts after a crash releases every claim (the interrupted deliveries
+are then retried). Finished messages leave the queue in the same transaction as their
+last outcome; the delivery events keep the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+
+from mailwarden.core.events import DeliveryEvent
+from mailwarden.store.batch import GroupCommit
+from mailwarden.store.db import Database
+from mailwarden.store.records import (
+    PENDING_STATES,
+    NewQueued,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientUpdate,
+    ReturnedBounce,
+    SentToken,
+)
+from mailwarden.store.sql import aware
+from mailwarden.store.tables import (
+    delivery_events,
+    queue_messages,
+    queue_recipients,
+    returned_bounces,
+    sent_tokens,
+)
+
+qm, qr = queue_messages, queue_recipients
+_PENDING = qr.c.state.in_(PENDING_STATES)
+
+
+class QueueStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._batch = GroupCommit(db, "queue")
+
+    # -- entering the queue ------------------------------------------------------------
+    async def enqueue(self, m: NewQueued) -> None:
+        """Commit the message, its recipients and its VERP token; durable on return."""
+        await self._batch.run(lambda c: _enqueue(c, m))
+
+    # -- runners -----------------------------------------------------------------------
+    async def release_claims(self, runner: str | None = None) -> int:
+        """Forget claims (all, or one runner's): their deliveries were interrupted."""
+        stmt = update(qr).where(qr.c.claimed_by.is_not(None)).values(claimed_by=None)
+        if runner is not None:
+            stmt = stmt.where(qr.c.claimed_by == runner)
+        return await self.db.write(lambda c: int(c.execute(stmt).rowcount))
+
+    async def claim_due(self, runner: str, now: datetime, limit: int) -> list[QueuedMessage]:
+        """Claim up to ``limit`` due recipients of unheld messages, grouped by message."""
+        return await self.db.write(lambda c: _claim(c, runner, now, limit))
+
+    async def next_due(self) -> datetime | None:
+        q = (
+            select(func.min(qr.c.next_attempt_at))
+            .select_from(qr.join(qm, qm.c.id == qr.c.message_id))
+            .where(_PENDING, qr.c.claimed_by.is_(None), qm.c.held.is_(False))
+        )
+        return aware(await self.db.read(lambda c: c.execute(q).scalar()))
+
+    async def record(
+        self, updates: Sequence[RecipientUpdate], events: Sequence[DeliveryEvent]
+    ) -> list[int]:
+        """Store outcomes and their events; drop finished messages. Returns their ids."""
+        return await self._batch.run(lambda c: _record(c, updates, events))
+
+    # -- operators ---------------------------------------------------------------------
+    async def list_messages(
+        self, *, held: bool | None = None, limit: int = 1000
+    ) -> list[QueuedMessage]:
+        q = select(qm).order_by(qm.c.created_at, qm.c.id).limit(limit)
+        if held is not None:
+            q = q.where(qm.c.held.is_(held))
+        return await self.db.read(lambda c: _load(c, c.execute(q).all()))
+
+    async def get(self, queue_id: str) -> QueuedMessage | None:
+        q = select(qm).where(qm.c.queue_id == queue_id)
+        found = await self.db.read(lambda c: _load(c, c.execute(q).all()))
+        return found[0] if found else None
+
+    async def counts(self) -> dict[str, int]:
+        q = select(qr.c.state, func.count()).group_by(qr.c.state)
+        rows = await self.db.read(lambda c: c.execute(q).all())
+        held = select(func.count()).select_from(qm).where(qm.c.held.is_(True))
+        out = {str(r[0]): int(r[1]) for r in rows}
+        out["held_messages"] = int(await self.db.read(lambda c: c.execute(held).scalar_one()))
+        return out
+
+    async def set_held(self, queue_id: str | None, held: bool) -> int:
+        stmt = update(qm).values(held=held)
+        if queue_id is not None:
+            stmt = stmt.where(qm.c.queue_id == queue_id)
+        return await self.db.write(lambda c: int(c.execute(stmt).rowcount))
+
+    async def retry_now(self, queue_id: str | None, now: datetime) -> int:
+        """Make pending recipients (of one message, or all) due now; returns how many."""
+        stmt = update(qr).where(_PENDING).values(next_attempt_at=now)
+        if queue_id is not None:
+            ids = select(qm.c.id).where(qm.c.queue_id == queue_id).scalar_subquery()
+            stmt = stmt.where(qr.c.message_id == ids)
+        return await self.db.write(lambda c: int(c.execute(stmt).rowcount))
+
+    async def delete(self, queue_id: str) -> QueuedMessage | None:
+        """Remove a message from the queue without a bounce (postsuper -d)."""
+
+        def go(c: Connection) -> QueuedMessage | None:
+            found = _load(c, c.execute(select(qm).where(qm.c.queue_id == queue_id)).all())
+            if found:
+                c.execute(delete(qr).where(qr.c.message_id == found[0].id))
+                c.execute(delete(qm).where(qm.c.id == found[0].id))
+            return found[0] if found else None
+
+        return await self.db.write(go)
+
+    # -- VERP tokens and returned bounces ---------------------------------------------
+    async def sent_token(self, token: str) -> SentToken | None:
+        q = select(sent_tokens).where(sent_tokens.c.token == token)
+        row = await self.db.read(lambda c: c.execute(q).first())
+        if row is None:
+            return None
+        return SentToken(
+            row.token,
+            row.queue_id,
+            row.mail_from,
+            row.account,
+            row.message_id,
+            aware(row.created_at) or row.created_at,
+        )
+
+    async def add_returned_bounces(self, bounces: Sequence[ReturnedBounce]) -> None:
+        rows = [
+            {
+                "at": b.at,
+                "token": b.token,
+                "queue_id": b.queue_id,
+                "recipient": b.recipient[:320],
+                "action": b.action[:16],
+                "status": b.status[:16],
+                "diagnostic": b.diagnostic,
+                "remote_mta": b.remote_mta[:255],
+                "blob": b.blob,
+            }
+            for b in bounces
+        ]
+        if rows:
+            await self.db.write(lambda c: c.execute(insert(returned_bounces), rows))
+
+    async def returned_bounces(self, queue_id: str) -> list[ReturnedBounce]:
+        q = (
+            select(returned_bounces)
+            .where(returned_bounces.c.queue_id == queue_id)
+            .order_by(returned_bounces.c.id)
+        )
+        rows = await self.db.read(lambda c: c.execute(q).all())
+        return [
+            ReturnedBounce(
+                aware(r.at) or r.at,
+                r.token,
+                r.queue_id,
+                r.recipient,
+                r.action,
+                r.status,
+                r.diagnostic,
+                r.remote_mta,
+                r.blob,
+            )
+            for r in rows
+        ]
+
+
+def _enqueue(c: Connection, m: NewQueued) -> None:
+    new_id = c.execute(
+        insert(qm)
+        .values(
+            queue_id=m.queue_id,
+            token=m.token,
+            blob=m.blob,
+            size=m.size,
+            mail_from=m.mail_from,
+            return_path=m.return_path,
+            sender_domain=m.sender_domain,
+            account=m.account,
+            message_id=m.message_id[:998],
+            held=m.held,
+            created_at=m.created_at,
+            expires_at=m.expires_at,
+        )
+        .returning(qm.c.id)
+    ).scalar_one()
+    c.execute(
+        insert(qr),
+        [
+            {
+                "message_id": new_id,
+                "rcpt": rcpt,
+                "domain": rcpt.rpartition("@")[2].lower(),
+                "state": "queued",
+                "attempts": 0,
+                "next_attempt_at": m.created_at,
+                "claimed_by": None,
+                "last_code": None,
+                "last_enhanced": "",
+                "last_text": "",
+                "updated_at": m.created_at,
+            }
+            for rcpt in m.recipients
+        ],
+    )
+    c.execute(
+        insert(sent_tokens).values(
+            token=m.token,
+            queue_id=m.queue_id,
+            mail_from=m.mail_from,
+            account=m.account,
+            message_id=m.message_id[:998],
+            created_at=m.created_at,
+        )
+    )
+
+
+def _claim(c: Connection, runner: str, now: datetime, limit: int) -> list[QueuedMessage]:
+    due = c.execute(
+        select(qr.c.id)
+        .select_from(qr.join(qm, qm.c.id == qr.c.message_id))
+        .where(
+            _PENDING,
+            qr.c.claimed_by.is_(None),
+            qr.c.next_attempt_at <= now,
+            qm.c.held.is_(False),
+        )
+        .order_by(qr.c.next_attempt_at, qr.c.id)
+        .limit(limit)
+    ).all()
+    ids = [int(r.id) for r in due]
+    if not ids:
+        return []
+    c.execute(
+        update(qr).where(qr.c.id.in_(bindparam("p_ids", expanding=True))).values(claimed_by=runner),
+        {"p_ids": ids},
+    )
+    rcpts = c.execute(select(qr).where(qr.c.id.in_(ids)).order_by(qr.c.message_id, qr.c.id)).all()
+    msg_ids = sorted({int(r.message_id) for r in rcpts})
+    msgs = c.execute(select(qm).where(qm.c.id.in_(msg_ids))).all()
+    return _assemble(msgs, rcpts)
+
+
+_UPDATE_RCPT = (
+    update(qr)
+    .where(qr.c.id == bindparam("p_id"))
+    .values(
+        state=bindparam("p_state"),
+        attempts=bindparam("p_attempts"),
+        next_attempt_at=bindparam("p_next"),
+        claimed_by=None,
+        last_code=bindparam("p_code"),
+        last_enhanced=bindparam("p_enhanced"),
+        last_text=bindparam("p_text"),
+        updated_at=bindparam("p_next"),
+    )
+)
+
+
+def _record(
+    c: Connection, updates: Sequence[RecipientUpdate], events: Sequence[DeliveryEvent]
+) -> list[int]:
+    if updates:
+        c.execute(
+            _UPDATE_RCPT,
+            [
+                {
+                    "p_id": u.recipient_id,
+                    "p_state": u.state,
+                    "p_attempts": u.attempts,
+                    "p_next": u.next_attempt_at,
+                    "p_code": u.code,
+                    "p_enhanced": u.enhanced[:16],
+                    "p_text": u.text,
+                }
+                for u in updates
+            ],
+        )
+    if events:
+        c.execute(insert(delivery_events), [event_row(e) for e in events])
+    touched = select(qr.c.message_id).where(qr.c.id.in_([u.recipient_id for u in updates]))
+    pending = select(qr.c.message_id).where(_PENDING)
+    finished = [
+        int(r[0])
+        for r in c.execute(
+            select(qm.c.id).where(qm.c.id.in_(touched), qm.c.id.not_in(pending))
+        ).all()
+    ]
+    if finished:
+        c.execute(delete(qr).where(qr.c.message_id.in_(finished)))
+        c.execute(delete(qm).where(qm.c.id.in_(finished)))
+    return finished
+
+
+def event_row(e: DeliveryEvent) -> dict[str, Any]:
+    row = e.as_dict()
+    row["at"] = e.at
+    row["message_id"] = e.message_id[:998]
+    row["text"] = e.text
+    row["enhanced"] = e.enhanced[:16]
+    row["tls_version"] = e.tls_version[:16]
+    row["route"] = e.route[:255]
+    return row
+
+
+def _load(c: Connection, msgs: Sequence[Row[Any]]) -> list[QueuedMessage]:
+    if not msgs:
+        return []
+    ids = [int(m.id) for m in msgs]
+    rcpts = c.execute(select(qr).where(qr.c.message_id.in_(ids)).order_by(qr.c.id)).all()
+    by_id = {m.id: m for m in _assemble(msgs, rcpts)}
+    return [by_id[i] for i in ids]
+
+
+def _assemble(msgs: Sequence[Row[Any]], rcpts: Sequence[Row[Any]]) -> list[QueuedMessage]:
+    grouped: dict[int, list[QueuedRecipient]] = {}
+    for r in rcpts:
+        grouped.setdefault(int(r.message_id), []).append(
+            QueuedRecipient(
+                id=r.id,
+                rcpt=r.rcpt,
+                domain=r.domain,
+                state=r.state,
+                attempts=r.attempts,
+                next_attempt_at=aware(r.next_attempt_at) or r.next_attempt_at,
+                last_code=r.last_code,
+                last_enhanced=r.last_enhanced,
+                last_text=r.last_text,
+                claimed=r.claimed_by is not None,
+            )
+        )
+    return [
+        QueuedMessage(
+            id=m.id,
+            queue_id=m.queue_id,
+            token=m.token,
+            blob=m.blob,
+            size=m.size,
+            mail_from=m.mail_from,
+            return_path=m.return_path,
+            sender_domain=m.sender_domain,
+            account=m.account,
+            message_id=m.message_id,
+            held=m.held,
+            created_at=aware(m.created_at) or m.created_at,
+            expires_at=aware(m.expires_at) or m.expires_at,
+            recipients=tuple(grouped.get(int(m.id), ())),
+        )
+        for m in msgs
+    ]
