@@ -9,12 +9,15 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-# Debian packages the tests talk to: knot (real DNS server on loopback), swaks (SMTP client),
-# postgresql (second storage backend).
+# Debian packages the tests talk to: knot (real DNS server on loopback), swaks (SMTP client,
+# with Net::SSLeay for TLS), opendkim (independent DKIM verifier), postgresql (second
+# storage backend).
 need=()
 command -v knotd >/dev/null || need+=(knot)
 command -v kdig >/dev/null || need+=(knot-dnsutils)
 command -v swaks >/dev/null || need+=(swaks)
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)  # swaks --tls
+command -v opendkim >/dev/null || need+=(opendkim)  # independent DKIM verifier in tests
 command -v pg_isready >/dev/null || need+=(postgresql-client)
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)

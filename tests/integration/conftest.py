@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,9 +32,12 @@ def test_tld(dns_server: KnotServer) -> KnotServer:
     return dns_server
 
 
-def start_server(tmp_path: Path, nameserver: str, url: str = "", **extra: object) -> ServerThread:
+def start_server(
+    tmp_path: Path, nameserver: str, url: str = "", clock: Any = None, **extra: object
+) -> ServerThread:
+    """The real server in a thread; ``clock`` (a FakeClock) is injected when given."""
     cfg = make_config(tmp_path, nameserver=nameserver, storage_url=url, extra=dict(extra))
-    srv = ServerThread(settings_for(tmp_path, cfg)).start()
+    srv = ServerThread(settings_for(tmp_path, cfg), clock=clock).start()
     acc = srv.services.accounts
     srv.call(acc.add_domain(LOCAL_DOMAIN))
     srv.call(acc.add_user(f"alice@{LOCAL_DOMAIN}", PASSWORD))
@@ -56,8 +60,8 @@ def make_server(tmp_path: Path, test_tld: KnotServer) -> Iterator[Callable[..., 
     """Start a server with extra config sections, e.g. make_server(limits={...})."""
     started: list[ServerThread] = []
 
-    def factory(**extra: object) -> ServerThread:
-        srv = start_server(tmp_path / f"s{len(started)}", test_tld.nameserver, **extra)
+    def factory(url: str = "", **extra: Any) -> ServerThread:
+        srv = start_server(tmp_path / f"s{len(started)}", test_tld.nameserver, url, **extra)
         started.append(srv)
         return srv
 

@@ -19,6 +19,9 @@ class Reply:
     code: int | None
     enhanced: str
     text: str
+    # A 5xx *greeting* (or EHLO refusal) says "not from you, not now", not "this recipient
+    # is bad": like Postfix (smtp_skip_5xx_greeting) we try the next MX and defer.
+    skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,8 @@ def attempt_outcomes(
         reply = replies.get(r.rcpt) or Reply(None, "4.3.0", "no result for this recipient")
         attempt = r.attempts + 1
         d = decide(
-            reply.code,
-            reply.enhanced,
+            None if reply.skipped else reply.code,
+            "4.4.1" if reply.skipped else reply.enhanced,
             attempts=attempt,
             created_at=msg.created_at,
             now=now,

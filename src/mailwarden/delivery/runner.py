@@ -292,4 +292,4 @@ def _failure_reply(exc: RouteFailure | ConnectFailure) -> Reply:
     if isinstance(exc, RouteFailure):
         return Reply(None, exc.enhanced, exc.text)
     r = exc.reply
-    return Reply(r.code, r.enhanced, r.text)
+    return Reply(r.code, r.enhanced, r.text, skipped=r.code is not None and r.code >= 500)

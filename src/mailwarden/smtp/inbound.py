@@ -21,7 +21,7 @@ from mailwarden.services.accounts import AccountService
 from mailwarden.services.bounces import BounceService
 from mailwarden.smtp.headers import received_header, strip_forged_results
 from mailwarden.smtp.policy import Action, DmarcFacts, decide_message
-from mailwarden.smtp.server import MailEnvelope, ehlo_reply
+from mailwarden.smtp.server import MailEnvelope, ehlo_reply, null_to_empty
 
 log = logging.getLogger("mailwarden.smtp.inbound")
 
@@ -64,12 +64,13 @@ class InboundHandler:
         address: str,
         options: list[str],
     ) -> str:
+        address = null_to_empty(address)
         if address:
             try:
                 Address.parse(address)
             except InvalidAddress as exc:
                 return str(replies.BAD_SENDER_SYNTAX.with_text(f"Bad sender address: {exc}"))
-        envelope.mail_from = address
+        envelope.mail_from = address or "<>"  # aiosmtpd needs it truthy for RCPT
         envelope.mail_options.extend(options)
         return str(replies.SENDER_OK)
 
@@ -120,7 +121,7 @@ class InboundHandler:
         queue_id = secrets.token_hex(6)
         ip = str(session.peer[0]) if session.peer else ""
         helo = session.host_name or ""
-        mail_from = str(envelope.mail_from or "")
+        mail_from = null_to_empty(str(envelope.mail_from or ""))
         content = strip_forged_results(content, self.settings.hostname)
         headers = read_headers(content)  # once, for authentication and the stored summary
         verdict = await authenticate(

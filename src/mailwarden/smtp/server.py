@@ -272,6 +272,12 @@ class MailwardenSMTP(SMTP):
         await self.push(status)
 
 
+def null_to_empty(address: str) -> str:
+    """aiosmtpd hands the null reverse-path over as "<>"; we use "" (RFC 5321 §4.5.5:
+    MAIL FROM:<> must be accepted, it is how DSNs arrive)."""
+    return "" if address == "<>" else address
+
+
 def ehlo_reply(responses: list[str]) -> list[str]:
     """aiosmtpd's EHLO lines plus RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES
     (aiosmtpd reads pipelined commands in order; MailwardenSMTP.push() adds the codes)."""

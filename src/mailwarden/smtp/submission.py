@@ -32,7 +32,7 @@ from mailwarden.services.accounts import AccountService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.sending import SendingService, new_queue_id
 from mailwarden.smtp.headers import received_header
-from mailwarden.smtp.server import MailEnvelope, MailwardenSMTP, ehlo_reply
+from mailwarden.smtp.server import MailEnvelope, MailwardenSMTP, ehlo_reply, null_to_empty
 from mailwarden.store.records import UserRecord
 
 log = logging.getLogger("mailwarden.smtp.submission")
@@ -143,7 +143,7 @@ class SubmissionHandler:
         user = self._user(session)
         if user is None and not self._relay_client(session):
             return str(AUTH_REQUIRED)  # RFC 4954 §6
-        if not address:
+        if not null_to_empty(address):
             return str(NULL_SENDER)
         try:
             Address.parse(address)

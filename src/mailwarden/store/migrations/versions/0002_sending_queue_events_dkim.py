@@ -166,7 +166,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("save_sent", sa.Boolean(), server_default=sa.text("0"), nullable=False)
+            sa.Column("save_sent", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
 
     # ### end Alembic commands ###

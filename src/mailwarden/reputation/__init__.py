@@ -1,0 +1,1 @@
+"""Sender reputation: what comes back about the mail we send."""
