@@ -105,7 +105,7 @@ class _Handler:
         return "250 2.1.5 recipient ok"
 
     async def handle_DATA(self, server: _SinkSMTP, session: Session, envelope: Envelope) -> str:
-        server.stage = "dot"
+        server.stage, server._fresh = "dot", True
         b = self.sink.behaviour
         if b.tempfail_at == "dot" and server.txn <= b.tempfail_first:
             return b.tempfail_reply

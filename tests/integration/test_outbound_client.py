@@ -376,6 +376,19 @@ async def test_slow_server_hits_command_timeout(sinks: tuple[SinkServer, SinkSer
     assert (reply.code, reply.enhanced) == (None, "4.4.2") and "timeout" in reply.text
 
 
+async def test_data_timeout_bounds_the_wait_after_the_dot(
+    sinks: tuple[SinkServer, SinkServer],
+) -> None:
+    a, _ = sinks
+    a.configure(delay=0.4, delay_at={"dot"})
+    async with await open_conn(a, command_timeout=0.2, data_timeout=1.0) as conn:
+        assert (await conn.send(SENDER, ["x@dest.test"], MSG)).replies["x@dest.test"].success
+    async with await open_conn(a, command_timeout=1.0, data_timeout=0.2) as conn:
+        reply = (await conn.send(SENDER, ["x@dest.test"], MSG)).replies["x@dest.test"]
+    assert (reply.code, reply.enhanced) == (None, "4.4.2") and "timeout" in reply.text
+    assert len(a.wait_for(2)) == 2  # the server took it: a duplicate on retry (RFC 1047)
+
+
 async def test_slow_greeting_within_command_timeout(sinks: tuple[SinkServer, SinkServer]) -> None:
     a, _ = sinks
     a.configure(delay=0.3, delay_at={"greeting"})

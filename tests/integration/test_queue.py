@@ -9,10 +9,6 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 
 import pytest
-
-from dnsserver import KnotServer, unique_domain
-from mailwarden.core.clock import FakeClock
-from mwserver import LOCAL_DOMAIN, PASSWORD, ServerThread
 from sending import (
     ALICE,
     SUBMISSION_LISTENERS,
@@ -25,6 +21,10 @@ from sending import (
     submit,
     wait_until,
 )
+
+from dnsserver import KnotServer, unique_domain
+from mailwarden.core.clock import FakeClock
+from mwserver import LOCAL_DOMAIN, PASSWORD, ServerThread
 from sinks import SinkServer
 
 MakeServer = Callable[..., ServerThread]
@@ -288,3 +288,41 @@ def test_returned_dsn_is_tied_to_message_and_recipient(
         (f"later@{dest}", "5.1.1", "failed")
     ]
     assert wait_until(lambda: inbox(srv), what="the DSN passed on")[0]["Subject"] == "failure"
+
+
+def test_cached_connection_closed_by_the_server_is_replaced_not_deferred(
+    make_server: MakeServer, test_tld: KnotServer
+) -> None:
+    first = SinkServer("127.0.0.2").start()
+    port = first.port
+    srv = make_server(listeners=SUBMISSION_LISTENERS, delivery=delivery(port, reuse_idle=30))
+    dest = mx_domain(test_tld, "idleclose", (10, "127.0.0.2"))
+    submit(srv, message("one", to=f"a@{dest}"), [f"a@{dest}"])
+    first.wait_for(1)
+    wait_until(lambda: events(srv, recipient_domain=dest), what="first event")
+    first.stop()  # closes the connection the runner keeps for reuse
+    with SinkServer("127.0.0.2", port) as second:
+        submit(srv, message("two", to=f"b@{dest}"), [f"b@{dest}"])
+        second.wait_for(1)
+        evs = wait_until(lambda: events(srv, recipient_domain=dest)[1:], what="second event")
+        assert (evs[0].outcome, evs[0].attempt) == ("delivered", 1)
+
+
+@pytest.mark.postgres
+def test_queue_and_events_on_postgresql(
+    make_server: MakeServer, sink: SinkServer, test_tld: KnotServer
+) -> None:
+    from mwserver import postgres_database
+
+    with postgres_database() as url:
+        srv = make_server(url, listeners=SUBMISSION_LISTENERS, delivery=delivery(sink.port))
+        srv.call(srv.services.dkim.generate(LOCAL_DOMAIN))
+        dest = mx_domain(test_tld, "pg", (10, "127.0.0.2"))
+        sink.configure(reject_rcpts={f"gone@{dest}"})
+        submit(srv, message("pg", to=f"ok@{dest}"), [f"ok@{dest}", f"gone@{dest}"])
+        assert b"DKIM-Signature" in sink.wait_for(1)[0].data
+        wait_until(lambda: inbox(srv), what="a DSN")
+        by = srv.call(srv.services.events.counts("recipient", filters={"recipient_domain": dest}))
+        assert by == {f"ok@{dest}": {"delivered": 1}, f"gone@{dest}": {"bounced": 1}}
+        wait_until(lambda: not queued(srv), what="an empty queue")
+        srv.stop()

@@ -6,10 +6,6 @@ import smtplib
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from dkimverify import signature_count, verify_dkimpy, verify_opendkim
-from dnsserver import KnotServer
-from mwserver import LOCAL_DOMAIN, PASSWORD, ServerThread
 from sending import (
     ALICE,
     BOB,
@@ -24,6 +20,10 @@ from sending import (
     submit,
     wait_until,
 )
+
+from dkimverify import signature_count, verify_dkimpy, verify_opendkim
+from dnsserver import KnotServer
+from mwserver import LOCAL_DOMAIN, PASSWORD, ServerThread
 from sinks import SinkServer
 
 MakeServer = Callable[..., ServerThread]
@@ -65,9 +65,7 @@ def test_465_implicit_tls_and_local_recipients_skip_smtp(
     srv: ServerThread, sink: SinkServer, test_tld: KnotServer
 ) -> None:
     dest = mx_domain(test_tld, "implicit", (10, "127.0.0.2"))
-    refused = submit(
-        srv, message("mixed", to=BOB), [BOB, f"dave@{dest}"], implicit=True
-    )
+    refused = submit(srv, message("mixed", to=BOB), [BOB, f"dave@{dest}"], implicit=True)
     assert refused == {}
     got = sink.wait_for(1)[0]
     assert got.rcpts == [f"dave@{dest}"]  # the local recipient never went through SMTP
@@ -160,9 +158,7 @@ def test_failed_logins_lock_the_account_and_the_operator_can_unlock(srv: ServerT
         assert (err.value.smtp_code, err.value.smtp_error[:5]) == (454, b"4.7.0")
         c.login(ALICE, PASSWORD)  # the IP itself is not locked yet (10 per IP)
     locked = srv.call(s.guard.lockouts())
-    assert [(t.kind, t.key, is_locked) for t, is_locked in locked] == [
-        ("account", BOB, True)
-    ]
+    assert [(t.kind, t.key, is_locked) for t, is_locked in locked] == [("account", BOB, True)]
     srv.call(s.guard.unlock(BOB))
     with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=10) as c:
         c.starttls(context=client_tls())

@@ -19,6 +19,7 @@ from mailwarden.services.authguard import decide as lockout
 from mailwarden.services.dns_records import records_for
 from mailwarden.store.records import DkimKeyRecord
 
+
 def _pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> str:
     fmt = serialization.PrivateFormat.PKCS8
     return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()

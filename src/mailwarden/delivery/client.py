@@ -380,6 +380,9 @@ class OutboundConnection:
         self._timeout = opts.command_timeout
         self._data_timeout = opts.data_timeout
         self._broken = False
+        # False after a send() whose MAIL FROM got no reply: on a reused connection that
+        # means the server had closed it while idle, and the transaction can be retried.
+        self.mail_answered = False
         self._where = f"{facts.mx_host}[{facts.mx_ip}]"
         self._sock: socket.socket | None = smtp.get_transport_info("socket")
 
@@ -397,6 +400,7 @@ class OutboundConnection:
         started = time.monotonic()
         replies: dict[str, RemoteReply] = {}
         todo = self._refuse_locally(mail_from, list(dict.fromkeys(rcpts)), data, replies)
+        self.mail_answered = False
         try:
             if todo and not self.usable:
                 raise _no_reply("4.4.2", f"connection to {self._where} is no longer usable")
@@ -462,6 +466,7 @@ class OutboundConnection:
         enc = "utf-8" if utf8 else "ascii"
         options = self._mail_options(data, utf8)
         reply = await self._cmd(b"MAIL", b"FROM:<" + mail_from.encode(enc) + b">", *options)
+        self.mail_answered = True
         if not reply.success:  # RFC 5321 §3.3: no transaction; it applies to everyone
             replies.update(dict.fromkeys(rcpts, reply))
             return
@@ -487,7 +492,7 @@ class OutboundConnection:
         try:
             resp = await self._smtp.execute_command(*args, timeout=self._timeout)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
-            raise _Broken(_as_reply(exc, f"to {what} at {self._where}")) from None
+            raise _Broken(_as_reply(exc, f"after {what} at {self._where}")) from None
         return self._check(resp.code, resp.message, what)
 
     def _check(self, code: int, message: str, what: str, success_ok: bool = True) -> RemoteReply:
@@ -508,7 +513,7 @@ class OutboundConnection:
             # here cannot be placed, so _check makes it a protocol error, never success.
             return self._check(exc.code, exc.message, "DATA", success_ok=False)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
-            raise _Broken(_as_reply(exc, f"to DATA at {self._where}")) from None
+            raise _Broken(_as_reply(exc, f"after DATA at {self._where}")) from None
         return self._check(resp.code, resp.message, "DATA")
 
     async def _rset(self) -> None:

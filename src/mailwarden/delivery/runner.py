@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from mailwarden.config.schema import DeliverySettings
 from mailwarden.core.clock import Clock
 from mailwarden.delivery.client import ConnectFailure, OutboundConnection, connect
-from mailwarden.delivery.mx import RouteFailure, hops_for_transport, resolve_hops
+from mailwarden.delivery.mx import RouteFailure, resolve_hops, resolve_transport
 from mailwarden.delivery.outcome import Path, Reply, attempt_outcomes
 from mailwarden.delivery.transports import Transport, parse_table, transport_for
 from mailwarden.dns.resolver import Resolver
@@ -73,6 +73,7 @@ class QueueRunner:
         self.clock = clock
         self.s = settings
         self.helo = settings.helo_name or helo
+        self.self_names = {helo.lower(), self.helo.lower()}  # RFC 5321 §5.1 loop check
         self.transports = parse_table(settings.transports)
         self.id = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
@@ -186,6 +187,7 @@ class QueueRunner:
         started = asyncio.get_running_loop().time()
         data = await self.blobs.get(job.message.blob)
         path = Path(route=dest.transport.display if dest.transport else "mx")
+        reused = conn is not None and conn.usable
         if conn is None or not conn.usable:
             if conn is not None:
                 await conn.close()
@@ -193,26 +195,36 @@ class QueueRunner:
             try:
                 conn = await self._connect(dest)
             except (RouteFailure, ConnectFailure) as exc:
-                reply = _failure_reply(exc)
-                await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
-                self._fail_waiting(dest, reply, path, data)
+                await self._fail(dest, job, _failure_reply(exc), path, started, data)
                 return None
+        rcpts = [r.rcpt for r in job.rcpts]
+        result = await conn.send(job.message.return_path, rcpts, data)
+        if reused and not conn.usable and not conn.mail_answered:
+            # The cached connection had been closed by the server while idle; that is not
+            # this message's failure: open a fresh one and try once more (as Postfix does).
+            await conn.close()
+            try:
+                conn = await self._connect(dest)
+            except (RouteFailure, ConnectFailure) as exc:
+                await self._fail(dest, job, _failure_reply(exc), path, started, data)
+                return None
+            result = await conn.send(job.message.return_path, rcpts, data)
         facts = conn.facts
         path = Path(
             path.route, facts.mx_host, facts.mx_ip, facts.source_ip, facts.tls, facts.tls_version
         )
-        result = await conn.send(job.message.return_path, [r.rcpt for r in job.rcpts], data)
         replies = {k: Reply(v.code, v.enhanced, v.text) for k, v in result.replies.items()}
         await self._finish(job, replies, path, started, data)
         return conn
 
     async def _connect(self, dest: Destination) -> OutboundConnection:
         t = dest.transport
-        hops = (
-            hops_for_transport(t)
-            if t
-            else await resolve_hops(self.resolver, dest.domain, self.s.mx_port)
-        )
+        if t is not None:
+            hops = await resolve_transport(self.resolver, t)
+        else:
+            hops = await resolve_hops(
+                self.resolver, dest.domain, self.s.mx_port, self_names=self.self_names
+            )
         return await connect(
             hops,
             helo=self.helo,
@@ -224,7 +236,13 @@ class QueueRunner:
             command_timeout=self.s.command_timeout,
         )
 
-    def _fail_waiting(self, dest: Destination, reply: Reply, path: Path, data: bytes) -> None:
+    async def _fail(
+        self, dest: Destination, job: Job, reply: Reply, path: Path, started: float, data: bytes
+    ) -> None:
+        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
+        self._fail_waiting(dest, reply, path)
+
+    def _fail_waiting(self, dest: Destination, reply: Reply, path: Path) -> None:
         """The destination is unreachable now: everything queued for it fails the same way
         (as Postfix does within one scheduling round) instead of reconnecting per message."""
         while dest.jobs:

@@ -26,7 +26,9 @@ class QueueService:
         self.events_store = events
         self.clock = clock
 
-    async def list_messages(self, held: bool | None = None, limit: int = 1000) -> list[QueuedMessage]:
+    async def list_messages(
+        self, held: bool | None = None, limit: int = 1000
+    ) -> list[QueuedMessage]:
         return await self.queue.list_messages(held=held, limit=limit)
 
     async def show(self, queue_id: str) -> QueuedMessage:
@@ -68,6 +70,4 @@ class QueueService:
         filters: Mapping[str, str] | None = None,
         limit: int = 1000,
     ) -> list[DeliveryEvent]:
-        return await self.events_store.query(
-            since=since, until=until, filters=filters, limit=limit
-        )
+        return await self.events_store.query(since=since, until=until, filters=filters, limit=limit)
