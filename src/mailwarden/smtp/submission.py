@@ -37,6 +37,17 @@ from mailwarden.store.records import UserRecord
 
 log = logging.getLogger("mailwarden.smtp.submission")
 
+
+class _NoLoginDataNag(logging.Filter):
+    """aiosmtpd's own smtp_AUTH sets the deprecated Session.login_data and then warns
+    about it on every login; there is nothing for an operator to do about that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in str(record.msg)
+
+
+logging.getLogger("mail.log").addFilter(_NoLoginDataNag())
+
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
