@@ -22,102 +22,29 @@ from dataclasses import dataclass, field
 import aiosmtplib
 
 from mailwarden.delivery.mx import Hop
+from mailwarden.delivery.smtp_replies import (
+    Broken,
+    ConnectFailure,
+    ConnectionFacts,
+    RemoteReply,
+    TransactionResult,
+    as_reply,
+    no_reply,
+    parse_reply,
+)
+
+__all__ = [
+    "ConnectFailure",
+    "ConnectionFacts",
+    "OutboundConnection",
+    "RemoteReply",
+    "TransactionResult",
+    "connect",
+    "parse_reply",
+]
 
 TLS_MODES = ("opportunistic", "starttls", "implicit")
-# RFC 3463 §2: class.subject.detail; RFC 2034 §3: the class matches the reply code's.
-_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteReply:
-    """A reply, or ``code=None`` when none came (network error, timeout, garbage).
-    ``enhanced``: the RFC 3463 code the server sent, else "X.0.0" of the reply class."""
-
-    code: int | None
-    enhanced: str
-    text: str
-
-    @property
-    def success(self) -> bool:
-        return self.code is not None and 200 <= self.code < 300
-
-    @property
-    def temporary(self) -> bool:
-        return self.code is None or 400 <= self.code < 500
-
-    @property
-    def permanent(self) -> bool:
-        return self.code is not None and self.code >= 500
-
-    def __str__(self) -> str:
-        return f"{self.code if self.code is not None else '---'} {self.enhanced} {self.text}"
-
-
-def parse_reply(code: int, message: str) -> RemoteReply:
-    """Split the enhanced status code (RFC 2034 §3: on every line) off the reply text;
-    lines are joined with a space."""
-    enhanced = ""
-    lines = []
-    for raw in message.split("\n"):
-        line = raw.strip()
-        m = _ENHANCED.match(line)
-        if m and m.group(1) == str(code)[:1]:
-            enhanced = enhanced or m.group(0)
-            line = line[m.end() :].strip()
-        lines.append(line)
-    if not enhanced:
-        enhanced = f"{code // 100}.0.0"  # RFC 3463 §3.1: X.0.0 "other undefined status"
-    return RemoteReply(code, enhanced, " ".join(x for x in lines if x))
-
-
-@dataclass
-class ConnectionFacts:
-    mx_host: str
-    mx_ip: str
-    source_ip: str
-    tls: bool
-    tls_version: str  # "" without TLS
-
-
-@dataclass
-class TransactionResult:
-    replies: dict[str, RemoteReply] = field(default_factory=dict)
-    latency_ms: int = 0
-
-
-class ConnectFailure(Exception):
-    """No hop gave a usable session. ``reply`` is the last failure, ``tried`` lists
-    ``host[ip]:port`` for every address attempted."""
-
-    def __init__(self, reply: RemoteReply, tried: list[str]) -> None:
-        super().__init__(f"{reply} (tried {', '.join(tried) or 'nothing'})")
-        self.reply = reply
-        self.tried = tried
-
-
-class _Broken(Exception):
-    """This connection (attempt) is over; ``reply`` says why."""
-
-    def __init__(self, reply: RemoteReply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
-
-
-def _no_reply(enhanced: str, text: str) -> _Broken:
-    return _Broken(RemoteReply(None, enhanced, text))
-
-
-def _as_reply(exc: BaseException, where: str) -> RemoteReply:
-    """An aiosmtplib/OS exception as a RemoteReply (RFC 3463 codes as Postfix uses them)."""
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        if 200 <= exc.code < 600:
-            return parse_reply(exc.code, exc.message)
-        # X.5.0 "other or undefined protocol status": the reply was not SMTP at all.
-        return RemoteReply(None, "4.5.0", f"unparseable reply {where}: {exc.message}")
-    if isinstance(exc, TimeoutError):  # aiosmtplib.SMTPTimeoutError is one
-        return RemoteReply(None, "4.4.2", f"timeout {where}")
-    return RemoteReply(None, "4.4.2", f"connection lost {where}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -189,7 +116,7 @@ async def _tcp(hop: Hop, ip: str, opts: _Options) -> socket.socket:
             raise
         reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         # RFC 3463 X.4.1: "No answer from host".
-        raise _no_reply("4.4.1", f"cannot connect to {_label(hop, ip)}: {reason}") from None
+        raise no_reply("4.4.1", f"cannot connect to {_label(hop, ip)}: {reason}") from None
     return sock
 
 
@@ -209,7 +136,7 @@ async def _open(hop: Hop, ip: str, opts: _Options, *, implicit: bool) -> aiosmtp
         await smtp.connect(timeout=opts.command_timeout)
     except (aiosmtplib.SMTPException, OSError) as exc:
         _drop(smtp)
-        raise _Broken(_as_reply(exc, f"in greeting from {_label(hop, ip)}")) from None
+        raise Broken(as_reply(exc, f"in greeting from {_label(hop, ip)}")) from None
     return smtp
 
 
@@ -225,11 +152,11 @@ async def _hello(smtp: aiosmtplib.SMTP, opts: _Options) -> None:
 
 async def _starttls(smtp: aiosmtplib.SMTP, hop: Hop, ip: str, opts: _Options) -> bool:
     """RFC 3207. True: encrypted; False: plaintext on this connection (opportunistic and
-    refused). _Broken: this connection is spoiled, or TLS is required and failed."""
+    refused). Broken: this connection is spoiled, or TLS is required and failed."""
     required = opts.tls == "starttls" or bool(opts.username)
     if not smtp.supports_extension("starttls"):
         if required:  # RFC 3463 X.7.4 "Security features not supported" (as Postfix)
-            raise _no_reply("4.7.4", f"{_label(hop, ip)} does not offer STARTTLS")
+            raise no_reply("4.7.4", f"{_label(hop, ip)} does not offer STARTTLS")
         return False
     try:
         await smtp.starttls(
@@ -237,14 +164,14 @@ async def _starttls(smtp: aiosmtplib.SMTP, hop: Hop, ip: str, opts: _Options) ->
         )
     except aiosmtplib.SMTPResponseException as exc:
         # RFC 3207 §4: on a refusal the client may go on without TLS, or give up.
-        reply = _as_reply(exc, f"to STARTTLS at {_label(hop, ip)}")
+        reply = as_reply(exc, f"to STARTTLS at {_label(hop, ip)}")
         if required or reply.code is None or not smtp.is_connected:
-            raise _Broken(reply) from None
+            raise Broken(reply) from None
         return False
     except (aiosmtplib.SMTPException, OSError) as exc:  # handshake failed (ssl.SSLError too)
         _drop(smtp)
         # RFC 3463 X.7.5 "Cryptographic failure".
-        raise _no_reply("4.7.5", f"TLS handshake with {_label(hop, ip)} failed: {exc}") from None
+        raise no_reply("4.7.5", f"TLS handshake with {_label(hop, ip)} failed: {exc}") from None
     await _hello(smtp, opts)  # RFC 3207 §4.2: forget the old EHLO, ask again
     return True
 
@@ -257,7 +184,7 @@ async def _login(smtp: aiosmtplib.SMTP, opts: _Options) -> None:
     elif "login" in methods:
         await smtp.auth_login(opts.username, opts.password)
     else:
-        raise _no_reply("4.7.4", "the server offers neither AUTH PLAIN nor AUTH LOGIN")
+        raise no_reply("4.7.4", "the server offers neither AUTH PLAIN nor AUTH LOGIN")
 
 
 def _facts(smtp: aiosmtplib.SMTP, hop: Hop, ip: str, tls: bool) -> ConnectionFacts:
@@ -278,24 +205,24 @@ async def _session(hop: Hop, ip: str, opts: _Options, *, try_tls: bool) -> Outbo
         if not implicit and try_tls:
             try:
                 secure = await _starttls(smtp, hop, ip, opts)
-            except _Broken as exc:
+            except Broken as exc:
                 if opts.tls == "starttls" or opts.username:
                     raise
                 raise _Plaintext(exc.reply) from None
         if opts.username:
             if not secure:  # credentials never go out in plaintext
-                raise _no_reply("4.7.4", "not sending credentials without TLS")
+                raise no_reply("4.7.4", "not sending credentials without TLS")
             await _login(smtp, opts)
         return OutboundConnection(smtp, _facts(smtp, hop, ip, secure), opts)
     except (aiosmtplib.SMTPException, OSError) as exc:
         _drop(smtp)
-        raise _Broken(_as_reply(exc, f"at {_label(hop, ip)}")) from None
+        raise Broken(as_reply(exc, f"at {_label(hop, ip)}")) from None
     except BaseException:
         _drop(smtp)
         raise
 
 
-class _Plaintext(_Broken):
+class _Plaintext(Broken):
     """Opportunistic TLS failed in a way that spoiled the connection: reconnect without."""
 
 
@@ -315,7 +242,7 @@ async def _addresses(hop: Hop) -> tuple[str, ...]:
     try:
         infos = await loop.getaddrinfo(hop.host, hop.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise _no_reply("4.4.3", f"cannot resolve {hop.host}: {exc}") from None
+        raise no_reply("4.4.3", f"cannot resolve {hop.host}: {exc}") from None
     ips = [str(info[4][0]) for info in infos]
     return tuple(dict.fromkeys(sorted(ips, key=lambda ip: ":" in ip)))  # IPv4 first
 
@@ -358,7 +285,7 @@ async def connect(
     for hop in hops:
         try:
             ips = await _addresses(hop)
-        except _Broken as exc:
+        except Broken as exc:
             tried.append(hop.host)
             last = exc.reply
             continue
@@ -366,7 +293,7 @@ async def connect(
             tried.append(_label(hop, ip))
             try:
                 return await _try_ip(hop, ip, opts)
-            except _Broken as exc:
+            except Broken as exc:
                 last = exc.reply
     raise ConnectFailure(last, tried)
 
@@ -403,10 +330,10 @@ class OutboundConnection:
         self.mail_answered = False
         try:
             if todo and not self.usable:
-                raise _no_reply("4.4.2", f"connection to {self._where} is no longer usable")
+                raise no_reply("4.4.2", f"connection to {self._where} is no longer usable")
             if todo:
                 await self._transaction(mail_from, todo, data, replies)
-        except _Broken as exc:
+        except Broken as exc:
             self._abandon()
             for rcpt in todo:
                 replies.setdefault(rcpt, exc.reply)
@@ -492,17 +419,17 @@ class OutboundConnection:
         try:
             resp = await self._smtp.execute_command(*args, timeout=self._timeout)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
-            raise _Broken(_as_reply(exc, f"after {what} at {self._where}")) from None
+            raise Broken(as_reply(exc, f"after {what} at {self._where}")) from None
         return self._check(resp.code, resp.message, what)
 
     def _check(self, code: int, message: str, what: str, success_ok: bool = True) -> RemoteReply:
         if code // 100 not in ((2, 4, 5) if success_ok else (4, 5)):
             # A reply of another class here is a protocol violation: stop trusting it.
             text = f"unexpected reply to {what} from {self._where}: {code} {message}"
-            raise _no_reply("4.5.0", text)
+            raise no_reply("4.5.0", text)
         reply = parse_reply(code, message)
         if code == 421:  # RFC 5321 §3.8: the server is closing the session
-            raise _Broken(reply)
+            raise Broken(reply)
         return reply
 
     async def _data(self, data: bytes) -> RemoteReply:
@@ -513,13 +440,13 @@ class OutboundConnection:
             # here cannot be placed, so _check makes it a protocol error, never success.
             return self._check(exc.code, exc.message, "DATA", success_ok=False)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
-            raise _Broken(_as_reply(exc, f"after DATA at {self._where}")) from None
+            raise Broken(as_reply(exc, f"after DATA at {self._where}")) from None
         return self._check(resp.code, resp.message, "DATA")
 
     async def _rset(self) -> None:
         reply = await self._cmd(b"RSET")  # RFC 5321 §4.1.1.5
         if not reply.success:
-            raise _Broken(reply)
+            raise Broken(reply)
 
     def _abandon(self) -> None:
         self._broken = True
