@@ -11,17 +11,23 @@ from mailwarden.auth.results import authentication_results
 from mailwarden.auth.verdict import authenticate
 from mailwarden.config.schema import Settings
 from mailwarden.core import replies
-from mailwarden.core.address import Address
 from mailwarden.core.clock import Clock
-from mailwarden.core.errors import InvalidAddress, QuotaExceeded
+from mailwarden.core.errors import QuotaExceeded
 from mailwarden.core.headers import read_headers
+from mailwarden.core.replies import Reply
 from mailwarden.delivery.local import LocalDelivery, LocalTarget, fits_quota
 from mailwarden.dns.resolver import Resolver
 from mailwarden.services.accounts import AccountService
 from mailwarden.services.bounces import BounceService
 from mailwarden.smtp.headers import received_header, strip_forged_results
 from mailwarden.smtp.policy import Action, DmarcFacts, decide_message
-from mailwarden.smtp.server import MailEnvelope, ehlo_reply, null_to_empty
+from mailwarden.smtp.server import (
+    MailEnvelope,
+    check_recipient,
+    check_sender,
+    ehlo_reply,
+    null_to_empty,
+)
 
 log = logging.getLogger("mailwarden.smtp.inbound")
 
@@ -64,12 +70,10 @@ class InboundHandler:
         address: str,
         options: list[str],
     ) -> str:
+        sender = check_sender(address)
+        if isinstance(sender, Reply):
+            return str(sender)
         address = null_to_empty(address)
-        if address:
-            try:
-                Address.parse(address)
-            except InvalidAddress as exc:
-                return str(replies.BAD_SENDER_SYNTAX.with_text(f"Bad sender address: {exc}"))
         envelope.mail_from = address or "<>"  # aiosmtpd needs it truthy for RCPT
         envelope.mail_options.extend(options)
         return str(replies.SENDER_OK)
@@ -82,12 +86,9 @@ class InboundHandler:
         address: str,
         options: list[str],
     ) -> str:
-        if len(envelope.rcpt_tos) >= self.settings.limits.max_recipients:
-            return str(replies.TOO_MANY_RECIPIENTS)
-        try:
-            rcpt = Address.parse(address)
-        except InvalidAddress as exc:
-            return str(replies.BAD_RECIPIENT_SYNTAX.with_text(f"Bad recipient address: {exc}"))
+        rcpt = check_recipient(envelope, address, self.settings.limits.max_recipients)
+        if isinstance(rcpt, Reply):
+            return str(rcpt)
         if not await self.accounts.is_local_domain(rcpt.domain):
             # RFC 5321 §3.6.2: never relay for unauthenticated clients.
             return str(replies.RELAY_DENIED)

@@ -12,6 +12,9 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope
 
 from mailwarden.core import replies
+from mailwarden.core.address import Address
+from mailwarden.core.errors import InvalidAddress
+from mailwarden.core.replies import Reply
 from mailwarden.delivery.local import LocalTarget
 from mailwarden.smtp.data import DataProblem, receive
 
@@ -276,6 +279,27 @@ def null_to_empty(address: str) -> str:
     """aiosmtpd hands the null reverse-path over as "<>"; we use "" (RFC 5321 §4.5.5:
     MAIL FROM:<> must be accepted, it is how DSNs arrive)."""
     return "" if address == "<>" else address
+
+
+def check_sender(address: str) -> Address | Reply | None:
+    """MAIL FROM's address: None for the null sender, else the parsed address or a 553."""
+    address = null_to_empty(address)
+    if not address:
+        return None
+    try:
+        return Address.parse(address)
+    except InvalidAddress as exc:
+        return replies.BAD_SENDER_SYNTAX.with_text(f"Bad sender address: {exc}")
+
+
+def check_recipient(envelope: Envelope, address: str, max_recipients: int) -> Address | Reply:
+    """RCPT TO's address, or the reply refusing it (too many, or bad syntax)."""
+    if len(envelope.rcpt_tos) >= max_recipients:
+        return replies.TOO_MANY_RECIPIENTS  # RFC 5321 §4.5.3.1.10
+    try:
+        return Address.parse(address)
+    except InvalidAddress as exc:
+        return replies.BAD_RECIPIENT_SYNTAX.with_text(f"Bad recipient address: {exc}")
 
 
 def ehlo_reply(responses: list[str]) -> list[str]:

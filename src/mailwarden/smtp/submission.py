@@ -18,7 +18,7 @@ from mailwarden.config.schema import Settings
 from mailwarden.core import replies
 from mailwarden.core.address import Address
 from mailwarden.core.clock import Clock
-from mailwarden.core.errors import InvalidAddress, QuotaExceeded
+from mailwarden.core.errors import QuotaExceeded
 from mailwarden.core.headers import read_headers
 from mailwarden.core.replies import Reply
 from mailwarden.delivery.local import LocalTarget, fits_quota
@@ -32,7 +32,13 @@ from mailwarden.services.accounts import AccountService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.sending import SendingService, new_queue_id
 from mailwarden.smtp.headers import received_header
-from mailwarden.smtp.server import MailEnvelope, MailwardenSMTP, ehlo_reply, null_to_empty
+from mailwarden.smtp.server import (
+    MailEnvelope,
+    MailwardenSMTP,
+    check_recipient,
+    check_sender,
+    ehlo_reply,
+)
 from mailwarden.store.records import UserRecord
 
 log = logging.getLogger("mailwarden.smtp.submission")
@@ -154,12 +160,11 @@ class SubmissionHandler:
         user = self._user(session)
         if user is None and not self._relay_client(session):
             return str(AUTH_REQUIRED)  # RFC 4954 §6
-        if not null_to_empty(address):
+        sender = check_sender(address)
+        if sender is None:
             return str(NULL_SENDER)
-        try:
-            Address.parse(address)
-        except InvalidAddress as exc:
-            return str(replies.BAD_SENDER_SYNTAX.with_text(f"Bad sender address: {exc}"))
+        if isinstance(sender, Reply):
+            return str(sender)
         if user is not None and not await self.accounts.may_send_as(user, address):
             return str(SENDER_NOT_OWNED.with_text(f"{user.address} may not send as <{address}>"))
         envelope.mail_from = address
@@ -174,12 +179,9 @@ class SubmissionHandler:
         address: str,
         options: list[str],
     ) -> str:
-        if len(envelope.rcpt_tos) >= self.settings.limits.max_recipients:
-            return str(replies.TOO_MANY_RECIPIENTS)
-        try:
-            rcpt = Address.parse(address)
-        except InvalidAddress as exc:
-            return str(replies.BAD_RECIPIENT_SYNTAX.with_text(f"Bad recipient address: {exc}"))
+        rcpt = check_recipient(envelope, address, self.settings.limits.max_recipients)
+        if isinstance(rcpt, Reply):
+            return str(rcpt)
         if await self.accounts.is_local_domain(rcpt.domain):
             problem = await self._local_rcpt(envelope, rcpt)
             if problem is not None:

@@ -38,6 +38,21 @@ from mailwarden.store.tables import (
 )
 
 qm, qr = queue_messages, queue_recipients
+# Columns of queue_messages that are fields of NewQueued and QueuedMessage alike.
+_MESSAGE_FIELDS = (
+    "queue_id",
+    "token",
+    "blob",
+    "size",
+    "mail_from",
+    "return_path",
+    "sender_domain",
+    "account",
+    "message_id",
+    "held",
+    "created_at",
+    "expires_at",
+)
 _PENDING = qr.c.state.in_(PENDING_STATES)
 
 
@@ -182,24 +197,9 @@ class QueueStore:
 
 
 def _enqueue(c: Connection, m: NewQueued) -> None:
-    new_id = c.execute(
-        insert(qm)
-        .values(
-            queue_id=m.queue_id,
-            token=m.token,
-            blob=m.blob,
-            size=m.size,
-            mail_from=m.mail_from,
-            return_path=m.return_path,
-            sender_domain=m.sender_domain,
-            account=m.account,
-            message_id=m.message_id[:998],
-            held=m.held,
-            created_at=m.created_at,
-            expires_at=m.expires_at,
-        )
-        .returning(qm.c.id)
-    ).scalar_one()
+    values = {k: getattr(m, k) for k in _MESSAGE_FIELDS}
+    values["message_id"] = m.message_id[:998]
+    new_id = c.execute(insert(qm).values(**values).returning(qm.c.id)).scalar_one()
     c.execute(
         insert(qr),
         [
@@ -348,16 +348,7 @@ def _assemble(msgs: Sequence[Row[Any]], rcpts: Sequence[Row[Any]]) -> list[Queue
     return [
         QueuedMessage(
             id=m.id,
-            queue_id=m.queue_id,
-            token=m.token,
-            blob=m.blob,
-            size=m.size,
-            mail_from=m.mail_from,
-            return_path=m.return_path,
-            sender_domain=m.sender_domain,
-            account=m.account,
-            message_id=m.message_id,
-            held=m.held,
+            **{k: getattr(m, k) for k in _MESSAGE_FIELDS if not k.endswith("_at")},
             created_at=aware(m.created_at) or m.created_at,
             expires_at=aware(m.expires_at) or m.expires_at,
             recipients=tuple(grouped.get(int(m.id), ())),
