@@ -326,3 +326,24 @@ def test_queue_and_events_on_postgresql(
         assert by == {f"ok@{dest}": {"delivered": 1}, f"gone@{dest}": {"bounced": 1}}
         wait_until(lambda: not queued(srv), what="an empty queue")
         srv.stop()
+
+
+def test_a_dsn_that_cannot_be_filed_does_not_wedge_the_queue(
+    srv: ServerThread, sink: SinkServer, test_tld: KnotServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sending import BOB
+
+    srv.call(srv.services.store.set_quota(BOB, 1))  # bob's mailbox is full
+    dest = mx_domain(test_tld, "fullsender", (10, "127.0.0.2"))
+    sink.configure(reject_rcpts={f"gone@{dest}"})
+    submit(
+        srv,
+        message("from bob", sender=BOB, to=f"gone@{dest}"),
+        [f"gone@{dest}"],
+        sender=BOB,
+        login=BOB,
+    )
+    (e,) = wait_until(lambda: events(srv, recipient_domain=dest), what="event")
+    assert e.outcome == "bounced"
+    wait_until(lambda: not queued(srv), what="an empty queue")
+    assert "could not send the DSN" in caplog.text

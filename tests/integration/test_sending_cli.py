@@ -26,8 +26,15 @@ def setup(tmp_path: Path, test_tld: KnotServer) -> Iterator[tuple[ServerThread, 
         path = write_config(tmp_path, cfg)
         mw(tmp_path, "domain", "add", LOCAL_DOMAIN, "--config", str(path), check=True)
         mw(
-            tmp_path, "user", "add", ALICE, "--password-stdin", "--config", str(path),
-            stdin="correct horse battery\n", check=True,
+            tmp_path,
+            "user",
+            "add",
+            ALICE,
+            "--password-stdin",
+            "--config",
+            str(path),
+            stdin="correct horse battery\n",
+            check=True,
         )
         srv = ServerThread(settings_for(tmp_path, cfg)).start()
         yield srv, path, sink
@@ -72,7 +79,9 @@ def test_new_keys_sign_after_rotation(
 ) -> None:
     srv, path, sink = setup
     mw(path.parent, "dkim", "rotate", LOCAL_DOMAIN, "--config", str(path), check=True)
-    active = {k["selector"] for k in cli(path, "dkim", "list", LOCAL_DOMAIN) if k["state"] == "active"}  # type: ignore[union-attr,index]
+    active = {
+        k["selector"] for k in cli(path, "dkim", "list", LOCAL_DOMAIN) if k["state"] == "active"
+    }  # type: ignore[union-attr,index]
     srv.services.dkim._signing.clear()  # the running server re-reads keys within 30 s
     dest = unique_domain("rotated")
     test_tld.set_zone(dest, ["@ MX 10 mx", "mx A 127.0.0.2"])

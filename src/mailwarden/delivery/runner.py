@@ -25,15 +25,16 @@ from dataclasses import dataclass, field
 
 from mailwarden.config.schema import DeliverySettings
 from mailwarden.core.clock import Clock
+from mailwarden.core.events import DeliveryEvent
 from mailwarden.delivery.client import ConnectFailure, OutboundConnection, connect
 from mailwarden.delivery.mx import RouteFailure, resolve_hops, resolve_transport
-from mailwarden.delivery.outcome import Path, Reply, attempt_outcomes
+from mailwarden.delivery.outcome import Bounced, Path, Reply, attempt_outcomes
 from mailwarden.delivery.transports import Transport, parse_table, transport_for
 from mailwarden.dns.resolver import Resolver
 from mailwarden.services.bounces import BounceService
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.queue_sql import QueueStore
-from mailwarden.store.records import QueuedMessage, QueuedRecipient
+from mailwarden.store.records import QueuedMessage, QueuedRecipient, RecipientUpdate
 
 log = logging.getLogger("mailwarden.delivery")
 MAX_IN_FLIGHT = 2000  # claimed recipients held in memory at once
@@ -276,8 +277,8 @@ class QueueRunner:
         )
         try:
             if out.bounced:
-                await self.bounces.send_dsn(job.message, data, out.bounced)
-            await self.queue.record(out.updates, out.events)
+                await self._send_dsn(job, data, out.bounced)
+            await self._record(out.updates, out.events)
         finally:
             self.in_flight -= len(job.rcpts)
         for e in out.events:
@@ -295,6 +296,27 @@ class QueueRunner:
             )
         if any(u.state == "deferred" for u in out.updates):
             self.wake()  # a short retry_initial (tests) must not wait for the poll
+
+    async def _send_dsn(self, job: Job, data: bytes, bounced: list[Bounced]) -> None:
+        try:
+            await self.bounces.send_dsn(job.message, data, bounced)
+        except Exception:
+            # e.g. the sender's own mailbox is full: the outcome must still be recorded,
+            # or the recipient would stay claimed; the failure is in the log.
+            log.exception(
+                "%s: could not send the DSN to <%s>", job.message.queue_id, job.message.mail_from
+            )
+
+    async def _record(self, updates: list[RecipientUpdate], events: list[DeliveryEvent]) -> None:
+        for delay in (0.5, 2.0, 5.0, None):
+            try:
+                await self.queue.record(updates, events)
+                return
+            except Exception:
+                if delay is None:
+                    raise  # claims stay until the next start, which retries them
+                log.exception("recording delivery outcomes failed; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
 
 
 async def _wait(dest: Destination, seconds: float) -> bool:
