@@ -122,10 +122,11 @@ def test_submission_checks() -> None:
 
 def test_complete_headers_adds_date_and_message_id_only_when_missing() -> None:
     raw = b"From: a@example.test\r\n\r\nhi\r\n"
-    done = complete_headers(raw, read_headers(raw), domain="example.test", now=T0)
+    done, fields = complete_headers(raw, read_headers(raw), domain="example.test", now=T0)
     names = [n.lower() for n, _ in read_headers(done)]
     assert names.count("date") == 1 and names.count("message-id") == 1
-    again = complete_headers(done, read_headers(done), domain="example.test", now=T0)
+    assert [(n.lower(), v) for n, v in fields] == [(n.lower(), v) for n, v in read_headers(done)]
+    again, _ = complete_headers(done, read_headers(done), domain="example.test", now=T0)
     assert again == done
 
 

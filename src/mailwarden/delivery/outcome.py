@@ -76,7 +76,7 @@ def attempt_outcomes(
         text = reply.text if not d.expired else f"{reply.text} ({d.reason})".strip()
         out.updates.append(
             RecipientUpdate(
-                r.id, d.state, attempt, d.next_attempt_at, reply.code, reply.enhanced, text
+                r.id, d.state, attempt, d.next_attempt_at, reply.code, reply.enhanced, text, now
             )
         )
         out.events.append(_event(msg, r, reply, path, d.outcome, attempt, latency_ms, now))

@@ -59,15 +59,19 @@ def check_submission(raw: bytes, headers: Headers, *, smtputf8: bool) -> Checked
         return BAD_FROM.with_text(f"From header address is invalid: {exc}")
 
 
-def complete_headers(raw: bytes, headers: Headers, *, domain: str, now: datetime) -> bytes:
-    """Add Date and Message-ID when missing (RFC 6409 §8.2, §8.3)."""
+def complete_headers(
+    raw: bytes, headers: Headers, *, domain: str, now: datetime
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """Add Date and Message-ID when missing (RFC 6409 §8.2, §8.3); returns the message
+    and its header fields (so nobody parses them again)."""
     names = {n.lower() for n, _v in headers}
-    extra = b""
+    added: list[tuple[str, str]] = []
     if "date" not in names:
-        extra += f"Date: {format_datetime(now)}\r\n".encode()
+        added.append(("Date", format_datetime(now)))
     if "message-id" not in names:
-        extra += f"Message-ID: <{secrets.token_hex(12)}@{domain}>\r\n".encode()
-    return extra + raw
+        added.append(("Message-ID", f"<{secrets.token_hex(12)}@{domain}>"))
+    extra = "".join(f"{n}: {v}\r\n" for n, v in added).encode()
+    return extra + raw, [*added, *headers]
 
 
 def message_id(headers: Headers) -> str:

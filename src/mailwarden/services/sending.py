@@ -72,13 +72,16 @@ class SendingService:
         sign_domain: str = "",
         sent_copy_for: UserRecord | None = None,
         queue_id: str | None = None,
+        headers: Sequence[tuple[str, str]] | None = None,
     ) -> Submitted:
-        """Sign, file locally, queue the rest; durable when it returns."""
+        """Sign, file locally, queue the rest; durable when it returns. ``headers``, when
+        the caller has parsed them already, are ``raw``'s header fields."""
         qid = queue_id or new_queue_id()
         signed = raw
         if sign_domain:
             signed = await self.dkim.sign(raw, sign_domain)
-        headers = read_headers(signed)
+        if headers is None:
+            headers = read_headers(signed)
         if local:
             await self.local.deliver(signed, mail_from=mail_from, targets=local, headers=headers)
         if remote:

@@ -233,7 +233,7 @@ class SubmissionHandler:
         qid = new_queue_id()
         now = self.clock.now()
         domain = checked.from_address.domain
-        raw = complete_headers(content, headers, domain=domain, now=now)
+        raw, headers = complete_headers(content, headers, domain=domain, now=now)
         trace = received_header(
             server,
             session,
@@ -252,6 +252,7 @@ class SubmissionHandler:
                 local=envelope.local_targets,
                 account=user.address if user else "",
                 sign_domain=sign,
+                headers=headers,
                 sent_copy_for=user if user is not None and user.save_sent else None,
                 queue_id=qid,
             )

@@ -78,14 +78,6 @@ class QueueStore:
         """Claim up to ``limit`` due recipients of unheld messages, grouped by message."""
         return await self.db.write(lambda c: _claim(c, runner, now, limit))
 
-    async def next_due(self) -> datetime | None:
-        q = (
-            select(func.min(qr.c.next_attempt_at))
-            .select_from(qr.join(qm, qm.c.id == qr.c.message_id))
-            .where(_PENDING, qr.c.claimed_by.is_(None), qm.c.held.is_(False))
-        )
-        return aware(await self.db.read(lambda c: c.execute(q).scalar()))
-
     async def record(
         self, updates: Sequence[RecipientUpdate], events: Sequence[DeliveryEvent]
     ) -> list[int]:
@@ -196,12 +188,30 @@ class QueueStore:
         ]
 
 
+# Statements are built once and run with parameters: building and cache-keying a new
+# statement per message costs more than running it.
+_INSERT_MESSAGE = insert(qm).returning(qm.c.id)
+_INSERT_RECIPIENTS = insert(qr)
+_INSERT_TOKEN = insert(sent_tokens)
+_INSERT_EVENTS = insert(delivery_events)
+_MESSAGES_OF = (
+    select(qr.c.message_id).where(qr.c.id.in_(bindparam("p_ids", expanding=True))).distinct()
+)
+_STILL_PENDING = (
+    select(qr.c.message_id)
+    .where(qr.c.message_id.in_(bindparam("p_msgs", expanding=True)), _PENDING)
+    .distinct()
+)
+_DELETE_RECIPIENTS = delete(qr).where(qr.c.message_id.in_(bindparam("p_msgs", expanding=True)))
+_DELETE_MESSAGES = delete(qm).where(qm.c.id.in_(bindparam("p_msgs", expanding=True)))
+
+
 def _enqueue(c: Connection, m: NewQueued) -> None:
     values = {k: getattr(m, k) for k in _MESSAGE_FIELDS}
     values["message_id"] = m.message_id[:998]
-    new_id = c.execute(insert(qm).values(**values).returning(qm.c.id)).scalar_one()
+    new_id = c.execute(_INSERT_MESSAGE, values).scalar_one()
     c.execute(
-        insert(qr),
+        _INSERT_RECIPIENTS,
         [
             {
                 "message_id": new_id,
@@ -220,14 +230,15 @@ def _enqueue(c: Connection, m: NewQueued) -> None:
         ],
     )
     c.execute(
-        insert(sent_tokens).values(
-            token=m.token,
-            queue_id=m.queue_id,
-            mail_from=m.mail_from,
-            account=m.account,
-            message_id=m.message_id[:998],
-            created_at=m.created_at,
-        )
+        _INSERT_TOKEN,
+        {
+            "token": m.token,
+            "queue_id": m.queue_id,
+            "mail_from": m.mail_from,
+            "account": m.account,
+            "message_id": m.message_id[:998],
+            "created_at": m.created_at,
+        },
     )
 
 
@@ -268,7 +279,7 @@ _UPDATE_RCPT = (
         last_code=bindparam("p_code"),
         last_enhanced=bindparam("p_enhanced"),
         last_text=bindparam("p_text"),
-        updated_at=bindparam("p_next"),
+        updated_at=bindparam("p_at"),
     )
 )
 
@@ -288,23 +299,22 @@ def _record(
                     "p_code": u.code,
                     "p_enhanced": u.enhanced[:16],
                     "p_text": u.text,
+                    "p_at": u.at or u.next_attempt_at,
                 }
                 for u in updates
             ],
         )
     if events:
-        c.execute(insert(delivery_events), [event_row(e) for e in events])
-    touched = select(qr.c.message_id).where(qr.c.id.in_([u.recipient_id for u in updates]))
-    pending = select(qr.c.message_id).where(_PENDING)
-    finished = [
-        int(r[0])
-        for r in c.execute(
-            select(qm.c.id).where(qm.c.id.in_(touched), qm.c.id.not_in(pending))
-        ).all()
-    ]
+        c.execute(_INSERT_EVENTS, [event_row(e) for e in events])
+    if not updates:
+        return []
+    ids = [u.recipient_id for u in updates]
+    touched = [int(r[0]) for r in c.execute(_MESSAGES_OF, {"p_ids": ids}).all()]
+    pending = {int(r[0]) for r in c.execute(_STILL_PENDING, {"p_msgs": touched}).all()}
+    finished = [m for m in touched if m not in pending]
     if finished:
-        c.execute(delete(qr).where(qr.c.message_id.in_(finished)))
-        c.execute(delete(qm).where(qm.c.id.in_(finished)))
+        c.execute(_DELETE_RECIPIENTS, {"p_msgs": finished})
+        c.execute(_DELETE_MESSAGES, {"p_msgs": finished})
     return finished
 
 

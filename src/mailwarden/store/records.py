@@ -185,6 +185,7 @@ class RecipientUpdate:
     code: int | None
     enhanced: str
     text: str
+    at: datetime | None = None  # when it happened (updated_at); None: next_attempt_at
 
 
 @dataclass(frozen=True, slots=True)
