@@ -23,8 +23,9 @@ sink (Postfix does not sign):
   gets two DKIM signatures, RSA-2048 and Ed25519.
 * **Postfix.** A private relay instance made by ``../shared/bench/setup/postfix_instance.sh``
   (127.0.0.1:12665), default delivery settings, plus the transport map above.
-* **Load.** Postfix's ``smtp-source`` for both servers: N messages (2 KB body), 10 sessions in
-  total, a new connection per message (as the shared anchor; ``--reuse`` keeps connections).
+* **Load.** Postfix's ``smtp-source`` for both servers: N messages (default 5000, 2 KB body),
+  10 sessions in total, a new connection per message (as the shared anchor; ``--reuse`` keeps
+  connections).
   With 10 domains there are 10 smtp-source processes, one session and one domain each.
 * **Figures** per run: accept msg/s = N / injection time; delivered msg/s = N / (time from the
   first injection to the sink's N-th message); server CPU per message from the server's
@@ -36,16 +37,19 @@ sink (Postfix does not sign):
   sender domain) that verify with dkimpy against the keys ``mailwarden domain dns`` publishes.
   After every run: the sink got exactly N more messages, the server's queue drained,
   mailwarden logged N "delivered" lines and no ERROR/traceback.
-* **Queue memory** (``--queue-test N``, default 100,000): after the runs, mailwarden gets N
-  messages for ``unreachable.remote.test``, routed to a port where nothing listens, so every
-  message is deferred and stays queued (``retry_initial`` is 1 h). The RSS of every
-  mailwarden process (supervisor and workers) is read with an empty queue and again with N
-  queued.
+* **Queue memory** (``--queue-test N``, default 100,000): after the runs, mailwarden's queue
+  gets N messages for ``unreachable.remote.test``, which is routed to a port where nothing
+  listens. ``--queue-fill direct`` (default) writes them into the queue tables as the runner
+  leaves such messages: deferred, next attempt in an hour, one blob each (30 s for 100k).
+  ``--queue-fill smtp`` submits them over SMTP and lets the runner defer each one (slow;
+  capped by ``--queue-fill-seconds``). The RSS of every mailwarden process (supervisor and
+  workers) is read with an empty queue and again with N queued.
 
 Run as root with the project's virtualenv (needs ``apt-get install postfix`` and the user
 ``mbench``; ``--install`` does both)::
 
     .venv/bin/python bench/outbound.py                  # 3 runs x {1,10} domains + 100k queue
+    .venv/bin/python bench/outbound.py --queue-fill smtp --queue-test 20000   # fill over SMTP
     .venv/bin/python bench/outbound.py --runs 1 --n 2000 --queue-test 0     # quick look
     .venv/bin/python bench/outbound.py --profile 10     # + py-spy of both workers
 """
@@ -578,7 +582,10 @@ def queue_test(mw: Mailwarden, cgs: dict[str, Any], args: Any) -> dict[str, Any]
     time.sleep(2)
     roles = mw.process_roles()
     before = rss(roles)
-    log(f"queue test: RSS with an empty queue {mib(rss_total(before))} MiB; injecting {q}")
+    log(
+        f"queue test: RSS with an empty queue {mib(rss_total(before))} MiB; filling {q} "
+        f"({args.queue_fill})"
+    )
     mw.new_log()
     peak = dict.fromkeys(roles, 0)
     state = {"deferred": 0}
@@ -589,7 +596,64 @@ def queue_test(mw: Mailwarden, cgs: dict[str, Any], args: Any) -> dict[str, Any]
         state["deferred"] += len(_DEFERRED.findall(mw.new_log()))
 
     t0 = time.perf_counter()
-    k = 2  # two smtp-source processes with connection reuse: the quickest way to fill it
+    progress: list[tuple[float, int]] = []
+    errs: list[str] = []
+    if args.queue_fill == "direct":
+        direct_fill(mw, q, args.size, sample)
+        filled = q
+        state["deferred"] = q  # written as deferred; the runner never sees them as due
+    else:
+        filled, errs = smtp_fill(mw, q, cgs, args, sample, state, progress)
+    fill_s = time.perf_counter() - t0
+    deadline = time.time() + (60 if args.queue_fill == "smtp" else 0)
+    while state["deferred"] < filled and time.time() < deadline:
+        time.sleep(1.0)
+        sample()
+    settle_s = time.perf_counter() - t0 - fill_s
+    time.sleep(5.0)  # a few polls of the queue runner with everything deferred
+    sample()
+    after = rss(roles)
+    t_list = time.perf_counter()
+    queued = mw.queue_len(q + 1000)
+    list_s = time.perf_counter() - t_list
+    after_list = rss(roles)
+    res = {
+        "fill": args.queue_fill,
+        "queued_target": q,
+        "queued_listed": queued,
+        "deferred": state["deferred"],
+        "fill_s": round(fill_s, 1),
+        "fill_rate": round(filled / fill_s, 1),
+        "defer_lag_s": round(settle_s, 1),
+        "progress": progress,
+        "rss_ready": mw.ready_rss,
+        "rss_empty": before,
+        "rss_queued": after,
+        "rss_peak_kib": peak,
+        "rss_after_queue_list": after_list,
+        "queue_list_s": round(list_s, 1),
+        "blobs_kib": du_kib(mw.data / "blobs"),
+        "data_dir_kib": du_kib(mw.data),
+        "errors": errs,
+    }
+    if queued != q:
+        mw.problems.append(f"queue test: {queued} messages listed for {q} wanted")
+    return res
+
+
+def smtp_fill(
+    mw: Mailwarden,
+    q: int,
+    cgs: dict[str, Any],
+    args: Any,
+    sample: Any,
+    state: dict[str, int],
+    progress: list[tuple[float, int]],
+) -> tuple[int, list[str]]:
+    """Submit ``q`` messages for the unreachable domain over SMTP (2 smtp-source processes,
+    connection reuse); the runner defers each one. Stops after --queue-fill-seconds."""
+    t0 = time.perf_counter()
+    k = 2
     procs = []
     for i in range(k):
         cmd = ["smtp-source", "-4", "-d", "-s", str(args.queue_conc // k), "-l", str(args.size)]
@@ -609,49 +673,93 @@ def queue_test(mw: Mailwarden, cgs: dict[str, Any], args: Any) -> dict[str, Any]
         sample()
         if time.time() - last > 30:
             last = time.time()
+            progress.append((round(time.perf_counter() - t0, 1), state["deferred"]))
             log(f"queue test: {state['deferred']} deferred so far")
-    inject_s = time.perf_counter() - t0
-    errs = [p.stderr.read().decode()[-300:] for p in procs if p.returncode and p.stderr]
-    deadline = time.time() + 600
-    while state["deferred"] < q and time.time() < deadline:
-        time.sleep(1.0)
+        if time.perf_counter() - t0 > args.queue_fill_seconds:
+            log(f"queue test: stopping the fill after {args.queue_fill_seconds} s")
+            for p in procs:
+                bl.kill_pid(p.pid)
+            break
+    errs = [p.stderr.read().decode()[-300:] for p in procs if p.returncode and p.stderr is not None]
+    return mw.queue_len(q + 1000), errs
+
+
+def direct_fill(mw: Mailwarden, q: int, size: int, sample: Any) -> None:
+    """Write ``q`` messages straight into the server's queue, as the runner leaves them when
+    the destination is unreachable: state deferred, 1 attempt, next attempt in an hour, a
+    distinct blob each (written without fsync), a VERP token each. Uses mailwarden's own
+    table definitions; the server keeps running (SQLite WAL, short write transactions)."""
+    import datetime as dt
+    import secrets
+
+    from sqlalchemy import create_engine, func, insert, select
+
+    from mailwarden.store.blobs import BlobStore
+    from mailwarden.store.tables import queue_messages, queue_recipients, sent_tokens
+
+    now = dt.datetime.now(dt.UTC)
+    later, expires = now + dt.timedelta(hours=1), now + dt.timedelta(days=5)
+    blobs = BlobStore(mw.data / "blobs")
+    body = si.make_body(size)
+    engine = create_engine(f"sqlite:///{mw.data / 'mailwarden.db'}", connect_args={"timeout": 30})
+    with engine.begin() as c:
+        next_id = int(c.execute(select(func.max(queue_messages.c.id))).scalar() or 0) + 1
+    chunk = 2000
+    for startno in range(0, q, chunk):
+        msgs, rcpts, tokens = [], [], []
+        for i in range(startno, min(q, startno + chunk)):
+            qid = f"F{i:011d}"
+            token = secrets.token_hex(8)
+            mid = f"{qid.lower()}.{token}@{SENDER_DOMAIN}"
+            data = (
+                f"From: <{SENDER}>\r\nTo: <held@{DEAD_DOMAIN}>\r\nSubject: fill {i}\r\n"
+                f"Date: Sat, 21 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{mid}>\r\n\r\n"
+            ).encode() + body
+            key = blobs.key_for(data)
+            path = blobs.path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            mid_row = next_id + i
+            msgs.append(
+                {
+                    "id": mid_row, "queue_id": qid, "token": token, "blob": key,
+                    "size": len(data), "mail_from": SENDER,
+                    "return_path": f"bounces+{token}@{SENDER_DOMAIN}",
+                    "sender_domain": SENDER_DOMAIN, "account": "", "message_id": mid,
+                    "held": False, "created_at": now, "expires_at": expires,
+                }
+            )  # fmt: skip
+            rcpts.append(
+                {
+                    "message_id": mid_row, "rcpt": f"held@{DEAD_DOMAIN}", "domain": DEAD_DOMAIN,
+                    "state": "deferred", "attempts": 1, "next_attempt_at": later,
+                    "claimed_by": None, "last_code": None, "last_enhanced": "4.4.1",
+                    "last_text": "Connection refused", "updated_at": now,
+                }
+            )  # fmt: skip
+            tokens.append(
+                {
+                    "token": token, "queue_id": qid, "mail_from": SENDER, "account": "",
+                    "message_id": mid, "created_at": now,
+                }
+            )  # fmt: skip
+        with engine.begin() as c:
+            c.execute(insert(queue_messages), msgs)
+            c.execute(insert(queue_recipients), rcpts)
+            c.execute(insert(sent_tokens), tokens)
         sample()
-    settle_s = time.perf_counter() - t0 - inject_s
-    time.sleep(3 * 1.0)  # a few polls of the queue runner with everything deferred
-    sample()
-    after = rss(roles)
-    t_list = time.perf_counter()
-    queued = mw.queue_len(q + 1000)
-    list_s = time.perf_counter() - t_list
-    after_list = rss(roles)
-    du = subprocess.run(
-        ["du", "-sk", str(mw.data / "blobs"), str(mw.data)],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    res = {
-        "queued_target": q,
-        "queued_listed": queued,
-        "deferred_logged": state["deferred"],
-        "inject_s": round(inject_s, 1),
-        "accept_rate": round(q / inject_s, 1),
-        "defer_lag_s": round(settle_s, 1),
-        "rss_ready": mw.ready_rss,
-        "rss_empty": before,
-        "rss_queued": after,
-        "rss_peak_kib": peak,
-        "rss_after_queue_list": after_list,
-        "queue_list_s": round(list_s, 1),
-        "blobs_kib": int(du[0]) if du else None,
-        "data_dir_kib": int(du[2]) if len(du) > 2 else None,
-        "errors": errs,
-    }
-    if queued != q or state["deferred"] < q:
-        mw.problems.append(
-            f"queue test: {queued} listed / {state['deferred']} deferred for {q} injected"
-        )
-    return res
+    engine.dispose()
+
+
+FILL_TEXT = {
+    "direct": "rows written into the queue tables as deferred, next attempt in 1 h",
+    "smtp": "submitted over SMTP, 20 sessions with connection reuse, deferred by the runner",
+}
+
+
+def du_kib(path: Path) -> int:
+    out = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=False)
+    return int(out.stdout.split()[0]) if out.stdout else 0
 
 
 def fmt_queue(res: dict[str, Any]) -> str:
@@ -682,18 +790,25 @@ def fmt_queue(res: dict[str, Any]) -> str:
     pss_e, pss_q = rss_total(res["rss_empty"], "Pss"), rss_total(res["rss_queued"], "Pss")
     lines.append("")
     lines.append(
-        f"Pss total (shared pages split): {mib(pss_e)} → {mib(pss_q)} MiB. Filled at "
-        f"{res['accept_rate']} msg/s ({res['inject_s']} s, 20 sessions, connection reuse); "
-        f"{res['queued_listed']:,} messages listed by `mailwarden queue list`, "
-        f"{res['deferred_logged']:,} deferral lines logged; on disk: blobs "
-        f"{mib(res['blobs_kib'] or 0)} MiB, data dir {mib(res['data_dir_kib'] or 0)} MiB. "
+        f"Pss total (shared pages split): {mib(pss_e)} → {mib(pss_q)} MiB. Fill: "
+        f"{res['fill']} ({FILL_TEXT[res['fill']]}), {res['fill_rate']} msg/s, "
+        f"{res['fill_s']} s; {res['queued_listed']:,} messages listed by "
+        f"`mailwarden queue list` ({res['queue_list_s']} s); on disk: blobs "
+        f"{mib(res['blobs_kib'])} MiB, whole data dir {mib(res['data_dir_kib'])} MiB. "
         f"After `queue list --limit {res['queued_target'] + 1000}` (a separate CLI process) "
         f"the server's RSS was {mib(rss_total(res['rss_after_queue_list']))} MiB."
     )
     return "\n".join(lines)
 
 
-def profile(mw: Mailwarden, sink: Any, cgs: dict[str, Any], args: Any, outdir: Path) -> str:
+def profile(
+    mw: Mailwarden,
+    sink: Any,
+    cgs: dict[str, Any],
+    args: Any,
+    outdir: Path,
+    rows: list[dict[str, Any]],
+) -> str:
     """py-spy both workers (--gil: where Python CPU goes) during a run per domain count."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
@@ -716,7 +831,10 @@ def profile(mw: Mailwarden, sink: Any, cgs: dict[str, Any], args: Any, outdir: P
         time.sleep(0.5)
         base = sink.count
         c0 = {r: proc_cpu(p) for r, p in roles.items()}
-        n = int(args.profile_rate * dur)
+        rates = [
+            r["delivered_rate"] for r in rows if r["target"] == mw.name and r["domains"] == ndom
+        ]
+        n = int((med(rates) if rates else args.profile_rate) * dur)
         t0 = time.perf_counter()
         inject(mw.port, n, DOMAINS[:ndom], args.conc, args.size, cgs["client"], reuse=args.reuse)
         sink.wait_for(base + n, args.timeout)
@@ -752,7 +870,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--targets", default="mailwarden,postfix", help="mailwarden,postfix")
     ap.add_argument("--domains", default="1,10", help="recipient-domain counts (1..10)")
-    ap.add_argument("--n", type=int, default=10_000, help="messages per run")
+    ap.add_argument("--n", type=int, default=5_000, help="messages per run")
     ap.add_argument("--size", type=int, default=2048, help="body bytes (smtp-source -l)")
     ap.add_argument("--conc", type=int, default=10, help="injecting SMTP sessions in total")
     ap.add_argument("--reuse", action="store_true", help="smtp-source -d: reuse connections")
@@ -781,10 +899,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--queue-test", type=int, default=100_000, help="messages for the RSS test (0: skip)"
     )
+    ap.add_argument(
+        "--queue-fill",
+        choices=["direct", "smtp"],
+        default="direct",
+        help="direct: write deferred rows into the queue tables (fast); smtp: submit them "
+        "and let the runner defer each (slow: see README)",
+    )
+    ap.add_argument("--queue-fill-seconds", type=float, default=600.0, help="cap for smtp fill")
     ap.add_argument("--queue-conc", type=int, default=20)
     ap.add_argument("--profile", type=float, default=0, metavar="SECONDS")
     ap.add_argument(
-        "--profile-rate", type=float, default=250.0, help="msg/s assumed to size --profile"
+        "--profile-rate",
+        type=float,
+        default=200.0,
+        help="msg/s to size the --profile load when there were no runs",
     )
     ap.add_argument("--timeout", type=float, default=600.0, help="max wait for the sink")
     ap.add_argument("--strict", action="store_true", help="abort on the first failed check")
@@ -878,7 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append(r)
                     log(fmt_row(r))
         if args.profile and mw is not None:
-            profile_text = profile(mw, sink, cgs, args, root)
+            profile_text = profile(mw, sink, cgs, args, root, rows)
         if args.queue_test and mw is not None:
             qres = queue_test(mw, cgs, args)
     except BenchAbort as exc:
