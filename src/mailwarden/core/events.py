@@ -7,7 +7,7 @@ and aggregated without knowing where it came from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -43,7 +43,11 @@ class DeliveryEvent:
     route: str = "mx"  # "mx", a transport URL without credentials, or "local"
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """Plain values (the time as ISO 8601): for JSON, and with ``at`` put back, rows."""
+        d = {name: getattr(self, name) for name in FIELDS}
         d["at"] = self.at.isoformat()
         d["outcome"] = self.outcome.value
         return d
+
+
+FIELDS = tuple(f.name for f in fields(DeliveryEvent))

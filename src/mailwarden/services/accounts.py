@@ -32,29 +32,32 @@ class AccountService:
         self.store = store
         self.clock = clock
         self.default_quota = default_quota
-        self._local: dict[str, float] = {}
+        self._local: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[float, Resolution]] = {}
 
     # -- domains -------------------------------------------------------------------
     async def add_domain(self, name: str) -> DomainRecord:
+        self._local.clear()
         return await self.store.add_domain(normalize_domain(name), self.clock.now())
 
     async def list_domains(self) -> list[DomainRecord]:
         return await self.store.list_domains()
 
     async def remove_domain(self, name: str) -> None:
+        self._local.clear()
         await self.store.remove_domain(normalize_domain(name))
 
     async def is_local_domain(self, name: str) -> bool:
+        """Cached for CACHE_SECONDS both ways: every RCPT to a remote domain asks too."""
         now = self.clock.monotonic()
-        if self._local.get(name, 0.0) > now:
-            return True
-        if await self.store.get_domain(name) is None:
-            return False
+        hit = self._local.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        local = await self.store.get_domain(name) is not None
         if len(self._local) > CACHE_MAX:
             self._local.clear()
-        self._local[name] = now + CACHE_SECONDS
-        return True
+        self._local[name] = (now + CACHE_SECONDS, local)
+        return local
 
     async def _require_domain(self, name: str) -> DomainRecord:
         d = await self.store.get_domain(name)

@@ -23,7 +23,7 @@ from mailwarden.store.records import DkimKeyRecord, DomainRecord
 
 log = logging.getLogger("mailwarden.dkim")
 ALGORITHMS = (("rsa-sha256", "r"), ("ed25519-sha256", "e"))
-CACHE_SECONDS = 30.0
+CACHE_SECONDS = 300.0  # a rotation reaches running workers within this
 
 
 class DkimService:
@@ -33,6 +33,7 @@ class DkimService:
         self.clock = clock
         self.grace = grace
         self._signing: dict[str, tuple[float, tuple[SigningKey, ...]]] = {}
+        self._loading = asyncio.Lock()
 
     async def generate(self, domain: str) -> list[DkimKeyRecord]:
         """Create an active RSA-2048 + Ed25519 pair for ``domain`` (new selectors)."""
@@ -68,12 +69,16 @@ class DkimService:
         hit = self._signing.get(domain)
         if hit is not None and hit[0] > now:
             return hit[1]
-        records = [k for k in await self.keys.list(domain) if k.state == "active"]
-        loaded = tuple(
-            load_signing_key(k.selector, k.domain, k.private_key.encode()) for k in records
-        )
-        self._signing[domain] = (now + CACHE_SECONDS, loaded)
-        return loaded
+        async with self._loading:  # one reload, not one per concurrent submission
+            hit = self._signing.get(domain)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+            records = [k for k in await self.keys.list(domain) if k.state == "active"]
+            loaded = tuple(
+                load_signing_key(k.selector, k.domain, k.private_key.encode()) for k in records
+            )
+            self._signing[domain] = (now + CACHE_SECONDS, loaded)
+            return loaded
 
     async def sign(self, message: bytes, domain: str) -> bytes:
         """``message`` with DKIM-Signature fields for every active key of ``domain``.
