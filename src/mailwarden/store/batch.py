@@ -12,6 +12,7 @@ rather than raised, so they do not cost the whole batch a retry; ``run`` raises 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,10 +81,66 @@ class GroupCommit:
             _settle(item, outcome)
 
 
-def _settle(item: _Pending[Any], outcome: object) -> None:
-    if item.future.done():
+def _settle(item: _Pending[Any] | asyncio.Future[Any], outcome: object) -> None:
+    future = item if isinstance(item, asyncio.Future) else item.future
+    if future.done():
         return
     if isinstance(outcome, BaseException):
-        item.future.set_exception(outcome)
+        future.set_exception(outcome)
     else:
-        item.future.set_result(outcome)
+        future.set_result(outcome)
+
+
+class MergedWrites(Generic[T]):
+    """Items added while a write runs are merged into *one* ``write(conn, items)`` call.
+
+    Where GroupCommit shares a transaction but still runs each caller's statements,
+    this runs one set of statements for the whole batch (executemany), for writes that
+    are plain lists of rows, such as delivery outcomes. If a merged write fails, every
+    caller in it gets the error.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        write: Callable[..., None],  # write(conn, items=[...])
+        max_items: int = 512,
+    ) -> None:
+        self.db = db
+        self.name = name
+        self.write = write
+        self.max_items = max_items
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, item: T) -> None:
+        """Write ``item`` (with whatever else is waiting); returns once committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_items]
+            del self._pending[: self.max_items]
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        items = [item for item, _f in batch]
+        try:
+            await self.db.write(functools.partial(self.write, items=items))
+        except Exception as exc:
+            if len(batch) > 1:  # one bad item must not fail the others: one by one
+                log.warning(
+                    "%s: merged write of %d failed (%s); one by one", self.name, len(batch), exc
+                )
+                for one in batch:
+                    await self._write([one])
+                return
+            _settle(batch[0][1], exc)
+            return
+        for _item, f in batch:
+            _settle(f, None)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from mailwarden.core.events import DeliveryEvent
-from mailwarden.store.batch import GroupCommit
+from mailwarden.store.batch import MergedWrites
 from mailwarden.store.db import Database
 from mailwarden.store.records import (
     PENDING_STATES,
@@ -59,12 +59,13 @@ _PENDING = qr.c.state.in_(PENDING_STATES)
 class QueueStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._batch = GroupCommit(db, "queue")
+        self._enqueued: MergedWrites[NewQueued] = MergedWrites(db, "enqueue", _enqueue)
+        self._outcomes: MergedWrites[_Outcomes] = MergedWrites(db, "outcomes", _record_merged)
 
     # -- entering the queue ------------------------------------------------------------
     async def enqueue(self, m: NewQueued) -> None:
         """Commit the message, its recipients and its VERP token; durable on return."""
-        await self._batch.run(lambda c: _enqueue(c, m))
+        await self._enqueued.add(m)
 
     # -- runners -----------------------------------------------------------------------
     async def release_claims(self, runner: str | None = None) -> int:
@@ -80,9 +81,10 @@ class QueueStore:
 
     async def record(
         self, updates: Sequence[RecipientUpdate], events: Sequence[DeliveryEvent]
-    ) -> list[int]:
-        """Store outcomes and their events; drop finished messages. Returns their ids."""
-        return await self._batch.run(lambda c: _record(c, updates, events))
+    ) -> None:
+        """Store outcomes and their events, and drop finished messages; committed on return.
+        Concurrent calls are merged into one set of statements."""
+        await self._outcomes.add((updates, events))
 
     # -- operators ---------------------------------------------------------------------
     async def list_messages(
@@ -190,7 +192,10 @@ class QueueStore:
 
 # Statements are built once and run with parameters: building and cache-keying a new
 # statement per message costs more than running it.
-_INSERT_MESSAGE = insert(qm).returning(qm.c.id)
+_INSERT_MESSAGE = insert(qm)
+_IDS_OF = select(qm.c.queue_id, qm.c.id).where(
+    qm.c.queue_id.in_(bindparam("p_qids", expanding=True))
+)
 _INSERT_RECIPIENTS = insert(qr)
 _INSERT_TOKEN = insert(sent_tokens)
 _INSERT_EVENTS = insert(delivery_events)
@@ -206,15 +211,19 @@ _DELETE_RECIPIENTS = delete(qr).where(qr.c.message_id.in_(bindparam("p_msgs", ex
 _DELETE_MESSAGES = delete(qm).where(qm.c.id.in_(bindparam("p_msgs", expanding=True)))
 
 
-def _enqueue(c: Connection, m: NewQueued) -> None:
-    values = {k: getattr(m, k) for k in _MESSAGE_FIELDS}
-    values["message_id"] = m.message_id[:998]
-    new_id = c.execute(_INSERT_MESSAGE, values).scalar_one()
+def _enqueue(c: Connection, items: list[NewQueued]) -> None:
+    """Several messages, their recipients and tokens in four statements."""
+    rows = [{k: getattr(m, k) for k in _MESSAGE_FIELDS} for m in items]
+    for row in rows:
+        row["message_id"] = row["message_id"][:998]
+    c.execute(_INSERT_MESSAGE, rows)
+    found = c.execute(_IDS_OF, {"p_qids": [m.queue_id for m in items]}).all()
+    ids = {str(r.queue_id): int(r.id) for r in found}
     c.execute(
         _INSERT_RECIPIENTS,
         [
             {
-                "message_id": new_id,
+                "message_id": ids[m.queue_id],
                 "rcpt": rcpt,
                 "domain": rcpt.rpartition("@")[2].lower(),
                 "state": "queued",
@@ -226,19 +235,23 @@ def _enqueue(c: Connection, m: NewQueued) -> None:
                 "last_text": "",
                 "updated_at": m.created_at,
             }
+            for m in items
             for rcpt in m.recipients
         ],
     )
     c.execute(
         _INSERT_TOKEN,
-        {
-            "token": m.token,
-            "queue_id": m.queue_id,
-            "mail_from": m.mail_from,
-            "account": m.account,
-            "message_id": m.message_id[:998],
-            "created_at": m.created_at,
-        },
+        [
+            {
+                "token": m.token,
+                "queue_id": m.queue_id,
+                "mail_from": m.mail_from,
+                "account": m.account,
+                "message_id": m.message_id[:998],
+                "created_at": m.created_at,
+            }
+            for m in items
+        ],
     )
 
 
@@ -282,6 +295,13 @@ _UPDATE_RCPT = (
         updated_at=bindparam("p_at"),
     )
 )
+
+
+_Outcomes = tuple[Sequence[RecipientUpdate], Sequence[DeliveryEvent]]
+
+
+def _record_merged(c: Connection, items: list[_Outcomes]) -> None:
+    _record(c, [u for ups, _ in items for u in ups], [e for _, evs in items for e in evs])
 
 
 def _record(
