@@ -22,6 +22,7 @@ from mailwarden.services.bounces import BounceService
 from mailwarden.smtp.headers import received_header, strip_forged_results
 from mailwarden.smtp.policy import Action, DmarcFacts, decide_message
 from mailwarden.smtp.server import (
+    HookNames,
     MailEnvelope,
     check_recipient,
     check_sender,
@@ -32,7 +33,7 @@ from mailwarden.smtp.server import (
 log = logging.getLogger("mailwarden.smtp.inbound")
 
 
-class InboundHandler:
+class InboundHandler(HookNames):
     """aiosmtpd hooks for the MX listener. No AUTH here: submission is a separate listener."""
 
     def __init__(

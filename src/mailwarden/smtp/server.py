@@ -310,14 +310,23 @@ def ehlo_reply(responses: list[str]) -> list[str]:
     return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 
 
-_METHOD_NAMES: dict[type, list[str]] = {}
+class HookNames:
+    """Base for aiosmtpd handlers: aiosmtpd runs ``inspect.getmembers`` and ``dir`` on the
+    handler at every connection to find its ``handle_*``/``auth_*`` hooks; listing only
+    those keeps it from evaluating every attribute per connection."""
+
+    def __dir__(self) -> list[str]:
+        return [n for n in _protocol_method_names(type(self), ("auth_", "handle_"))]
 
 
-def _protocol_method_names(cls: type) -> list[str]:
-    names = _METHOD_NAMES.get(cls)
+_METHOD_NAMES: dict[tuple[type, tuple[str, ...]], list[str]] = {}
+
+
+def _protocol_method_names(cls: type, prefixes: tuple[str, ...] = ("auth_", "smtp_")) -> list[str]:
+    names = _METHOD_NAMES.get((cls, prefixes))
     if names is None:
-        found = {n for k in cls.__mro__ for n in vars(k) if n.startswith(("auth_", "smtp_"))}
-        names = _METHOD_NAMES[cls] = sorted(found)
+        found = {n for k in cls.__mro__ for n in vars(k) if n.startswith(prefixes)}
+        names = _METHOD_NAMES[(cls, prefixes)] = sorted(found)
     return names
 
 

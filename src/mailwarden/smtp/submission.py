@@ -33,6 +33,7 @@ from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.sending import SendingService, new_queue_id
 from mailwarden.smtp.headers import received_header
 from mailwarden.smtp.server import (
+    HookNames,
     MailEnvelope,
     MailwardenSMTP,
     check_recipient,
@@ -94,7 +95,7 @@ class SubmissionSMTP(MailwardenSMTP):
         return await handler.authenticate(self.session, creds.login, creds.password)
 
 
-class SubmissionHandler:
+class SubmissionHandler(HookNames):
     def __init__(
         self,
         settings: Settings,
