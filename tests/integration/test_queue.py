@@ -347,3 +347,25 @@ def test_a_dsn_that_cannot_be_filed_does_not_wedge_the_queue(
     assert e.outcome == "bounced"
     wait_until(lambda: not queued(srv), what="an empty queue")
     assert "could not send the DSN" in caplog.text
+
+
+def test_small_bodies_ride_in_the_queue_row_and_large_ones_in_the_blob_store(
+    srv: ServerThread, sink: SinkServer, test_tld: KnotServer
+) -> None:
+    from mailwarden.services.sending import INLINE_BODY
+
+    dest = mx_domain(test_tld, "bodies", (10, "127.0.0.2"))
+    sink.configure(tempfail_first=2)  # keep both in the queue for a look
+    big = message("big", to=f"b@{dest}").replace(
+        b"this is a test.\r\n", b"0123456789abcdef\r\n" * (INLINE_BODY // 16)
+    )
+    submit(srv, message("small", to=f"s@{dest}"), [f"s@{dest}"])
+    submit(srv, big, [f"b@{dest}"])
+    wait_until(lambda: len(events(srv, recipient_domain=dest)) == 2, what="two deferrals")
+    by_subject = {m.message_id.split(".")[0]: m for m in queued(srv)}  # type: ignore[attr-defined]
+    assert by_subject["small"].blob == "" and by_subject["small"].body
+    assert by_subject["big"].body is None and len(by_subject["big"].blob) == 64
+    srv.call(srv.services.queue_admin.retry(None))
+    got = {r.rcpts[0]: r.data for r in sink.wait_for(2)}
+    assert got[f"b@{dest}"].endswith(b"0123456789abcdef\r\n" * 3)
+    assert len(got[f"b@{dest}"]) > INLINE_BODY

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sending import ALICE, SUBMISSION_LISTENERS, delivery, message, submit, wait_until
 
 from dnsserver import KnotServer, unique_domain
 from mwserver import LOCAL_DOMAIN, ServerThread, make_config, mw, settings_for, write_config
-from sending import ALICE, SUBMISSION_LISTENERS, delivery, message, submit, wait_until
 from sinks import SinkServer
 
 

@@ -192,7 +192,7 @@ class QueueRunner:
         self, dest: Destination, job: Job, conn: OutboundConnection | None
     ) -> OutboundConnection | None:
         started = asyncio.get_running_loop().time()
-        data = await self.blobs.get(job.message.blob)
+        data = await self._body(job.message)
         path = Path(route=dest.transport.display if dest.transport else "mx")
         reused = conn is not None and conn.usable
         if conn is None or not conn.usable:
@@ -260,7 +260,7 @@ class QueueRunner:
 
     async def _finish_other(self, job: Job, reply: Reply, path: Path) -> None:
         started = asyncio.get_running_loop().time()
-        data = await self.blobs.get(job.message.blob)
+        data = await self._body(job.message)
         await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
 
     async def _finish(
@@ -302,6 +302,9 @@ class QueueRunner:
             )
         if any(u.state == "deferred" for u in out.updates):
             self.wake()  # a short retry_initial (tests) must not wait for the poll
+
+    async def _body(self, msg: QueuedMessage) -> bytes:
+        return msg.body if msg.body is not None else await self.blobs.get(msg.blob)
 
     async def _send_dsn(self, job: Job, data: bytes, bounced: list[Bounced]) -> None:
         try:

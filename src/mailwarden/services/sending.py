@@ -27,6 +27,9 @@ from mailwarden.store.queue_sql import QueueStore
 from mailwarden.store.records import NewQueued, UserRecord
 
 log = logging.getLogger("mailwarden.sending")
+# Bodies up to this size are stored in the queue row itself (see store/tables.py). The
+# runner holds at most MAX_IN_FLIGHT claimed recipients, so this bounds its memory too.
+INLINE_BODY = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +108,15 @@ class SendingService:
         now = self.clock.now()
         token = secrets.token_hex(8)
         return_path = await self.return_path(mail_from, token)
-        key = await self.blobs.put(data)
+        inline = len(data) <= INLINE_BODY
+        key = "" if inline else await self.blobs.put(data)
         from_domain = _from_domain(headers) or (mail_from.rpartition("@")[2].lower())
         await self.queue.enqueue(
             NewQueued(
                 queue_id=qid,
                 token=token,
                 blob=key,
+                body=data if inline else None,
                 size=len(data),
                 mail_from=mail_from,
                 return_path=return_path,

@@ -52,6 +52,7 @@ _MESSAGE_FIELDS = (
     "held",
     "created_at",
     "expires_at",
+    "body",
 )
 _PENDING = qr.c.state.in_(PENDING_STATES)
 

@@ -136,6 +136,7 @@ class NewQueued:
     expires_at: datetime
     recipients: tuple[str, ...]
     held: bool = False
+    body: bytes | None = field(default=None, repr=False)  # inline body (blob is "")
 
 
 # Recipient states. queued/deferred are pending; delivered/bounced are final.
@@ -172,6 +173,7 @@ class QueuedMessage:
     created_at: datetime
     expires_at: datetime
     recipients: tuple[QueuedRecipient, ...] = ()
+    body: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

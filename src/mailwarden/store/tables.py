@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -128,7 +129,10 @@ queue_messages = Table(
     Column("id", Integer, primary_key=True),
     Column("queue_id", String(24), nullable=False, unique=True),
     Column("token", String(32), nullable=False, unique=True),  # VERP token in Return-Path
-    Column("blob", String(64), nullable=False),
+    Column("blob", String(64), nullable=False),  # "" when the body is inline
+    # Small bodies live in the row: committed with it (one fsync, not three), read with
+    # the claim, and gone with the message; larger ones go to the blob store.
+    Column("body", LargeBinary, nullable=True),
     Column("size", BigInteger, nullable=False),
     Column("mail_from", String(320), nullable=False),  # as submitted; "" = null sender
     Column("return_path", String(320), nullable=False),  # what we send in MAIL FROM

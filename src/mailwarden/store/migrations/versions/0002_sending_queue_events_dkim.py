@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column("queue_id", sa.String(length=24), nullable=False),
         sa.Column("token", sa.String(length=32), nullable=False),
         sa.Column("blob", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("mail_from", sa.String(length=320), nullable=False),
         sa.Column("return_path", sa.String(length=320), nullable=False),
