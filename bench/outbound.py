@@ -76,7 +76,6 @@ from pathlib import Path
 from typing import Any
 
 import dkim
-import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -104,14 +103,6 @@ _DEFERRED = re.compile(r" to=<[^>]*> deferred via ")
 # ============================================================================ servers
 
 
-def set_path(cfg: dict[str, Any], key: str, value: Any) -> None:
-    node = cfg
-    *path, last = key.split(".")
-    for part in path:
-        node = node.setdefault(part, {})
-    node[last] = value
-
-
 class Mailwarden(si.MailwardenTarget):
     """mailwarden with only a submission listener, relaying to the sinks by transports."""
 
@@ -124,12 +115,9 @@ class Mailwarden(si.MailwardenTarget):
         self.workers = args.workers
         self.ready_rss: dict[str, dict[str, int]] = {}
 
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.mw("init", "--hostname", MW_HOSTNAME, "--data-dir", str(self.data))
-        cfg = yaml.safe_load(self.config.read_text())
-        for lst in cfg.get("listeners", {}).values():
-            lst["enabled"] = False
+    listener = "submission"
+
+    def configure(self, cfg: dict[str, Any]) -> None:
         cfg["listeners"]["submission"] = {
             "protocol": "submission",
             "address": "127.0.0.1",
@@ -140,40 +128,15 @@ class Mailwarden(si.MailwardenTarget):
         cfg["submission"] = {"relay_networks": ["127.0.0.1/32"]}
         # no retries during the queue-memory test: a deferred message stays put for an hour
         cfg["delivery"] = {"transports": self.routes, "retry_initial": 3600.0}
-        cfg["limits"] = {"max_connections_per_ip": 10_000, "max_connections": 10_000}
         cfg["workers"] = self.workers
-        for extra in self.args.mw_set:
-            key, _, value = extra.partition("=")
-            set_path(cfg, key, yaml.safe_load(value))
-        self.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        self.mw("config", "check")
+
+    def populate(self) -> None:
         self.mw("domain", "add", SENDER_DOMAIN)
-        self._log_file = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*self.cmd, "run", "--config", str(self.config)],
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=self.cg.preexec,  # noqa: PLW1509 - moves the child into its cgroup
-            start_new_session=True,
-            cwd=self.root,
-        )
-        self.cg.root_pids.append(self.proc.pid)
-        deadline = time.monotonic() + 60
-        want = f"READY submission=127.0.0.1:{self.port}"
-        while time.monotonic() < deadline:
-            if want in self.log_path.read_text(errors="replace"):
-                self.log_offset = self.log_path.stat().st_size
-                time.sleep(1.0)  # the workers finish starting after the supervisor's READY
-                self.ready_rss = rss(self.process_roles())
-                return
-            if self.proc.poll() is not None:
-                raise BenchAbort(
-                    f"mailwarden exited with {self.proc.returncode} during startup:\n"
-                    + self.log_tail(40)
-                )
-            time.sleep(0.1)
-        raise BenchAbort("mailwarden did not print READY within 60 s:\n" + self.log_tail(40))
+
+    def launch(self) -> None:
+        super().launch()
+        time.sleep(1.0)  # the workers finish starting after the supervisor's READY
+        self.ready_rss = rss(self.process_roles())
 
     def process_roles(self) -> dict[str, int]:
         """{"supervisor": pid, "worker0": pid, ...}; worker 0 (the queue runner) is forked

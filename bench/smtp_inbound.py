@@ -117,6 +117,15 @@ except BenchAbort as _exc:
     raise SystemExit(f"error: {_exc}") from None
 
 
+def set_path(cfg: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested config mapping (``--mw-set a.b.c=value``)."""
+    node = cfg
+    *path, last = key.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -490,30 +499,36 @@ class MailwardenTarget(Target):
     def mw(self, *argv: str, inp: str | None = None) -> str:
         return run([*self.cmd, *argv, "--config", str(self.config)], inp=inp)
 
+    listener = "mx"  # the listener whose READY entry marks the start
+
     def start(self) -> None:
+        """init, configure (``configure``), add accounts (``populate``), run, wait for READY."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.mw("init", "--hostname", MW_HOSTNAME, "--data-dir", str(self.data))
         cfg = yaml.safe_load(self.config.read_text())
-        listeners = cfg.get("listeners", {})
-        for name, lst in listeners.items():
-            if name != "mx":
-                lst["enabled"] = False  # only the MX listener; nothing else binds a port
-        listeners["mx"].update({"address": "127.0.0.1", "port": self.port})
-        cfg["dns"] = {"nameservers": [self.dns], "cache": not self.args.no_dns_cache}
+        for lst in cfg.get("listeners", {}).values():
+            lst["enabled"] = False  # only the listener under test binds a port
         # Postfix runs with every client connection/rate limit off; so does mailwarden here
         # (its default of 20 sessions per IP would refuse the c=50 cell from 127.0.0.1).
         cfg["limits"] = {"max_connections_per_ip": 10_000, "max_connections": 10_000}
+        self.configure(cfg)
         for extra in self.args.mw_set:
             key, _, value = extra.partition("=")
-            node = cfg
-            *path, last = key.split(".")
-            for part in path:
-                node = node.setdefault(part, {})
-            node[last] = yaml.safe_load(value)
+            set_path(cfg, key, yaml.safe_load(value))
         self.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
         self.mw("config", "check")
+        self.populate()
+        self.launch()
+
+    def configure(self, cfg: dict[str, Any]) -> None:
+        cfg["listeners"]["mx"].update({"address": "127.0.0.1", "port": self.port, "enabled": True})
+        cfg["dns"] = {"nameservers": [self.dns], "cache": not self.args.no_dns_cache}
+
+    def populate(self) -> None:
         self.mw("domain", "add", MW_DOMAIN)
         self.mw("user", "add", MW_USER, "--password-stdin", inp=MW_PASSWORD + "\n")
+
+    def launch(self) -> None:
         self._log_file = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [*self.cmd, "run", "--config", str(self.config)],
@@ -526,10 +541,9 @@ class MailwardenTarget(Target):
         )
         self.cg.root_pids.append(self.proc.pid)
         deadline = time.monotonic() + 60
-        want = f"READY mx=127.0.0.1:{self.port}"
+        want = f"READY {self.listener}=127.0.0.1:{self.port}"
         while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
-            if want in text:
+            if want in self.log_path.read_text(errors="replace"):
                 self.log_offset = self.log_path.stat().st_size
                 return
             if self.proc.poll() is not None:
