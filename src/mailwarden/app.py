@@ -79,7 +79,7 @@ async def build_services(
     )
     accounts = AccountService(store, clock, settings.inbound.default_quota)
     local = LocalDelivery(store, blobs, clock)
-    queue = QueueStore(db)
+    queue = QueueStore(db, blobs)
     events = EventStore(db)
     dkim = DkimService(store, DkimKeyStore(db), clock, settings.dkim.rotation_grace)
     sending = SendingService(settings, accounts, local, blobs, queue, dkim, clock)

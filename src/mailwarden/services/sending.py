@@ -109,7 +109,8 @@ class SendingService:
         token = secrets.token_hex(8)
         return_path = await self.return_path(mail_from, token)
         inline = len(data) <= INLINE_BODY
-        key = "" if inline else await self.blobs.put(data)
+        # A private blob (salted with the queue id): deleted when the message leaves the queue.
+        key = "" if inline else await self.blobs.put(data, salt=qid.encode())
         from_domain = _from_domain(headers) or (mail_from.rpartition("@")[2].lower())
         await self.queue.enqueue(
             NewQueued(

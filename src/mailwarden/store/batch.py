@@ -104,23 +104,24 @@ class MergedWrites(Generic[T]):
         self,
         db: Database,
         name: str,
-        write: Callable[..., None],  # write(conn, items=[...])
+        write: Callable[..., Any],  # write(conn, items=[...])
         max_items: int = 512,
     ) -> None:
         self.db = db
         self.name = name
         self.write = write
         self.max_items = max_items
-        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._pending: list[tuple[T, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def add(self, item: T) -> None:
-        """Write ``item`` (with whatever else is waiting); returns once committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def add(self, item: T) -> Any:
+        """Write ``item`` (with whatever else is waiting); returns once committed, with
+        what ``write`` returned for the whole merged batch."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
-        await future
+        return await future
 
     async def _drain(self) -> None:
         while self._pending:
@@ -128,10 +129,10 @@ class MergedWrites(Generic[T]):
             del self._pending[: self.max_items]
             await self._write(batch)
 
-    async def _write(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _write(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
         items = [item for item, _f in batch]
         try:
-            await self.db.write(functools.partial(self.write, items=items))
+            result = await self.db.write(functools.partial(self.write, items=items))
         except Exception as exc:
             if len(batch) > 1:  # one bad item must not fail the others: one by one
                 log.warning(
@@ -143,4 +144,4 @@ class MergedWrites(Generic[T]):
             _settle(batch[0][1], exc)
             return
         for _item, f in batch:
-            _settle(f, None)
+            _settle(f, result)

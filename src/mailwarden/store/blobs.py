@@ -23,15 +23,19 @@ class BlobStore:
         return self.root / key[:2] / key[2:4] / key
 
     @staticmethod
-    def key_for(data: bytes) -> str:
-        return hashlib.sha256(data).hexdigest()
+    def key_for(data: bytes, salt: bytes = b"") -> str:
+        return hashlib.sha256(salt + data).hexdigest()
 
-    async def put(self, data: bytes) -> str:
-        """Store ``data`` durably and return its key. Runs the file I/O in a thread."""
-        return await asyncio.to_thread(self.put_sync, data)
+    async def put(self, data: bytes, salt: bytes = b"") -> str:
+        """Store ``data`` durably and return its key. Runs the file I/O in a thread.
 
-    def put_sync(self, data: bytes) -> str:
-        key = self.key_for(data)
+        With a ``salt`` (e.g. a queue id) the blob is private to its owner instead of
+        shared by content, so the owner may delete it when done (see ``discard``).
+        """
+        return await asyncio.to_thread(self.put_sync, data, salt)
+
+    def put_sync(self, data: bytes, salt: bytes = b"") -> str:
+        key = self.key_for(data, salt)
         final = self.path(key)
         if final.exists():
             return key
@@ -65,6 +69,16 @@ class BlobStore:
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path(key).read_bytes)
+
+    async def discard(self, keys: list[str]) -> None:
+        """Delete private (salted) blobs whose owner is gone. Missing ones are fine: a
+        crash between the owner's commit and this leaves an orphan, never a lost blob."""
+        if keys:
+            await asyncio.to_thread(self._discard, keys)
+
+    def _discard(self, keys: list[str]) -> None:
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select,
 
 from mailwarden.core.events import DeliveryEvent
 from mailwarden.store.batch import MergedWrites
+from mailwarden.store.blobs import BlobStore
 from mailwarden.store.db import Database
 from mailwarden.store.records import (
     PENDING_STATES,
@@ -58,8 +59,9 @@ _PENDING = qr.c.state.in_(PENDING_STATES)
 
 
 class QueueStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
         self.db = db
+        self.blobs = blobs
         self._enqueued: MergedWrites[NewQueued] = MergedWrites(db, "enqueue", _enqueue)
         self._outcomes: MergedWrites[_Outcomes] = MergedWrites(db, "outcomes", _record_merged)
 
@@ -85,7 +87,8 @@ class QueueStore:
     ) -> None:
         """Store outcomes and their events, and drop finished messages; committed on return.
         Concurrent calls are merged into one set of statements."""
-        await self._outcomes.add((updates, events))
+        done: list[str] = await self._outcomes.add((updates, events))
+        await self.blobs.discard(done)  # private blobs of messages that left the queue
 
     # -- operators ---------------------------------------------------------------------
     async def list_messages(
@@ -133,7 +136,10 @@ class QueueStore:
                 c.execute(delete(qm).where(qm.c.id == found[0].id))
             return found[0] if found else None
 
-        return await self.db.write(go)
+        gone = await self.db.write(go)
+        if gone is not None and gone.blob:
+            await self.blobs.discard([gone.blob])
+        return gone
 
     # -- VERP tokens and returned bounces ---------------------------------------------
     async def sent_token(self, token: str) -> SentToken | None:
@@ -209,6 +215,7 @@ _STILL_PENDING = (
     .distinct()
 )
 _DELETE_RECIPIENTS = delete(qr).where(qr.c.message_id.in_(bindparam("p_msgs", expanding=True)))
+_BLOBS_OF = select(qm.c.blob).where(qm.c.id.in_(bindparam("p_msgs", expanding=True)))
 _DELETE_MESSAGES = delete(qm).where(qm.c.id.in_(bindparam("p_msgs", expanding=True)))
 
 
@@ -301,13 +308,14 @@ _UPDATE_RCPT = (
 _Outcomes = tuple[Sequence[RecipientUpdate], Sequence[DeliveryEvent]]
 
 
-def _record_merged(c: Connection, items: list[_Outcomes]) -> None:
-    _record(c, [u for ups, _ in items for u in ups], [e for _, evs in items for e in evs])
+def _record_merged(c: Connection, items: list[_Outcomes]) -> list[str]:
+    return _record(c, [u for ups, _ in items for u in ups], [e for _, evs in items for e in evs])
 
 
 def _record(
     c: Connection, updates: Sequence[RecipientUpdate], events: Sequence[DeliveryEvent]
-) -> list[int]:
+) -> list[str]:
+    """Returns the private blob keys of messages that left the queue (to delete)."""
     if updates:
         c.execute(
             _UPDATE_RCPT,
@@ -333,10 +341,12 @@ def _record(
     touched = [int(r[0]) for r in c.execute(_MESSAGES_OF, {"p_ids": ids}).all()]
     pending = {int(r[0]) for r in c.execute(_STILL_PENDING, {"p_msgs": touched}).all()}
     finished = [m for m in touched if m not in pending]
+    blobs: list[str] = []
     if finished:
+        blobs = [str(r[0]) for r in c.execute(_BLOBS_OF, {"p_msgs": finished}).all() if r[0]]
         c.execute(_DELETE_RECIPIENTS, {"p_msgs": finished})
         c.execute(_DELETE_MESSAGES, {"p_msgs": finished})
-    return finished
+    return blobs
 
 
 def event_row(e: DeliveryEvent) -> dict[str, Any]:
