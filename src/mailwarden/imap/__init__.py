@@ -1,0 +1,1 @@
+"""IMAP4rev1 server (RFC 3501 and extensions)."""
