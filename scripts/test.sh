@@ -10,21 +10,31 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages the tests talk to: knot (real DNS server on loopback), swaks (SMTP client,
-# with Net::SSLeay for TLS), opendkim (independent DKIM verifier), postgresql (second
-# storage backend).
+# with Net::SSLeay for TLS), opendkim (independent DKIM verifier), dovecot-imapd (reference
+# IMAP server), postgresql (second storage backend).
 need=()
 command -v knotd >/dev/null || need+=(knot)
 command -v kdig >/dev/null || need+=(knot-dnsutils)
 command -v swaks >/dev/null || need+=(swaks)
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)  # swaks --tls
 command -v opendkim >/dev/null || need+=(opendkim)  # independent DKIM verifier in tests
+command -v dovecot >/dev/null || need+=(dovecot-imapd)  # reference IMAP server in tests
 command -v pg_isready >/dev/null || need+=(postgresql-client)
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 fi
 if [ ${#need[@]} -gt 0 ]; then
+  # opendkim and dovecot are daemons; the tests run their own throw-away instances, so
+  # keep the packages from starting system services (the usual policy-rc.d switch).
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 fi
 
 # PostgreSQL at 127.0.0.1:5432 with trust auth for local test databases.
