@@ -75,7 +75,7 @@ class KnotError(RuntimeError):
 # --------------------------------------------------------------------------- helpers
 
 
-def _find_exe(name: str) -> str | None:
+def find_exe(name: str) -> str | None:
     """knotd/knotc live in /usr/sbin, which is not on a normal user's PATH on Debian."""
     found = shutil.which(name)
     if found:
@@ -88,7 +88,7 @@ def _find_exe(name: str) -> str | None:
 
 
 def knot_available() -> bool:
-    return _find_exe("knotd") is not None and _find_exe("knotc") is not None
+    return find_exe("knotd") is not None and find_exe("knotc") is not None
 
 
 def _norm_origin(origin: str) -> str:
@@ -305,7 +305,7 @@ class KnotServer:
     def start(self) -> KnotServer:
         if self._proc is not None:
             raise KnotError("already started")
-        knotd, knotc = _find_exe("knotd"), _find_exe("knotc")
+        knotd, knotc = find_exe("knotd"), find_exe("knotc")
         if knotd is None or knotc is None:
             raise KnotError(f"knotd/knotc not found: {INSTALL_HINT}")
         self._knotd_exe, self._knotc_exe = knotd, knotc
@@ -785,5 +785,5 @@ def _pdeathsig_prefix() -> list[str]:
         return []
     if threading.current_thread() is not threading.main_thread():
         return []
-    setpriv = shutil.which("setpriv") or _find_exe("setpriv")
+    setpriv = shutil.which("setpriv") or find_exe("setpriv")
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []

@@ -39,6 +39,8 @@ from types import TracebackType
 
 import pytest
 
+from dnsserver import find_exe as _find_exe
+
 __all__ = ["INSTALL_HINT", "DovecotServer", "dovecot_available", "split_fetch_items"]
 
 INSTALL_HINT = "run `apt-get install dovecot-imapd` (Debian/Ubuntu; pulls in dovecot-core)"
@@ -46,17 +48,6 @@ INSTALL_HINT = "run `apt-get install dovecot-imapd` (Debian/Ubuntu; pulls in dov
 USER = "mwtest"
 PASSWORD = "mwtest-password"
 _START_TIMEOUT = 15.0
-
-
-def _find_exe(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        cand = Path(d, name)
-        if cand.is_file() and os.access(cand, os.X_OK):
-            return str(cand)
-    return None
 
 
 def dovecot_available() -> bool:
