@@ -44,6 +44,7 @@ SHUTDOWN_GRACE = 10.0  # seconds a message in DATA gets to finish when we stop
 class Services:
     """What the protocol layers and the CLI use; built once per process."""
 
+    settings: Settings
     db: Database
     store: SqlStore
     blobs: BlobStore
@@ -84,6 +85,7 @@ async def build_services(
     dkim = DkimService(store, DkimKeyStore(db), clock, settings.dkim.rotation_grace)
     sending = SendingService(settings, accounts, local, blobs, queue, dkim, clock)
     return Services(
+        settings=settings,
         db=db,
         store=store,
         blobs=blobs,

@@ -82,7 +82,7 @@ def test_new_keys_sign_after_rotation(
     active = {
         k["selector"] for k in cli(path, "dkim", "list", LOCAL_DOMAIN) if k["state"] == "active"
     }  # type: ignore[union-attr,index]
-    srv.services.dkim._signing.clear()  # the running server re-reads keys within 30 s
+    srv.services.dkim.forget_cached_keys()  # else the running server waits out its cache
     dest = unique_domain("rotated")
     test_tld.set_zone(dest, ["@ MX 10 mx", "mx A 127.0.0.2"])
     submit(srv, message("rotated", to=f"x@{dest}"), [f"x@{dest}"])

@@ -13,7 +13,6 @@ from mailwarden.delivery.mx import (
     MAX_MX_HOSTS,
     Hop,
     RouteFailure,
-    hops_for_transport,
     order_mx,
     resolve_hops,
     resolve_transport,
@@ -222,11 +221,8 @@ async def test_address_lookups_run_concurrently() -> None:
 
 
 async def test_transport_hops() -> None:
-    assert hops_for_transport(Transport("192.0.2.9", 587, "starttls")) == [
+    assert await resolve_transport(static({}), Transport("192.0.2.9", 587, "starttls")) == [
         Hop("192.0.2.9", ("192.0.2.9",), 587)
-    ]
-    assert hops_for_transport(Transport("relay.test", 25, "opportunistic")) == [
-        Hop("relay.test", (), 25)
     ]
     r = static({("relay.test", "A"): ["192.0.2.4"], ("relay.test", "AAAA"): ["2001:db8::4"]})
     assert await resolve_transport(r, Transport("relay.test", 465, "implicit")) == [

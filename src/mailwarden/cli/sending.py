@@ -19,14 +19,9 @@ from mailwarden.cli.common import (
     fail,
     print_rows,
     run_with_services,
-    settings_or_exit,
 )
-from mailwarden.config import Settings
-from mailwarden.core.address import normalize_domain
 from mailwarden.core.clock import SystemClock
-from mailwarden.core.errors import NotFound
-from mailwarden.delivery.transports import parse_table
-from mailwarden.services.dns_records import DnsRecord, records_for
+from mailwarden.services.dns_records import records_to_publish
 from mailwarden.store.records import QueuedMessage
 
 dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True)
@@ -40,29 +35,12 @@ QueueIdArg = Annotated[str, typer.Argument(help="Queue id (see `mailwarden queue
 
 
 # -- domain dns / dkim ---------------------------------------------------------------
-def _records(s: Services, settings: Settings, domain: str) -> Any:
-    async def go() -> list[DnsRecord]:
-        d = normalize_domain(domain)
-        if not await s.accounts.is_local_domain(d):
-            raise NotFound(f"domain {d} is not hosted here")
-        relays = [t.host for t in parse_table(settings.delivery.transports).values()]
-        ips = [settings.delivery.source_address] if settings.delivery.source_address else []
-        return records_for(
-            d,
-            hostname=settings.hostname,
-            keys=await s.dkim.published(d),
-            sending_ips=ips,
-            relay_hosts=relays,
-        )
-
-    return go()
-
-
 @domain_app.command("dns")
 def domain_dns(domain: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Print every DNS record DOMAIN must publish: MX, SPF, DKIM, DMARC, TLS-RPT."""
-    settings = settings_or_exit(config)
-    records: list[DnsRecord] = run_with_services(config, lambda s: _records(s, settings, domain))
+    records = run_with_services(
+        config, lambda s: records_to_publish(s.settings, s.accounts, s.dkim, domain)
+    )
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in records], indent=2) + "\n")
         return
@@ -136,27 +114,40 @@ def _message_row(m: QueuedMessage) -> dict[str, object]:
     }
 
 
+RECIPIENT_COLUMNS = [
+    "recipient",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_code",
+    "last_enhanced",
+    "last_text",
+]
+
+
+def _recipient_rows(m: QueuedMessage) -> list[dict[str, object]]:
+    return [
+        {
+            "recipient": r.rcpt,
+            "state": r.state,
+            "attempts": r.attempts,
+            "next_attempt_at": r.next_attempt_at.isoformat(),
+            "last_code": r.last_code,
+            "last_enhanced": r.last_enhanced,
+            "last_text": r.last_text,
+        }
+        for r in m.recipients
+    ]
+
+
 def _message_detail(m: QueuedMessage) -> dict[str, object]:
-    row = _message_row(m)
-    row.update(
-        return_path=m.return_path,
-        account=m.account,
-        message_id=m.message_id,
-        expires_at=m.expires_at.isoformat(),
-        recipient_states=[
-            {
-                "recipient": r.rcpt,
-                "state": r.state,
-                "attempts": r.attempts,
-                "next_attempt_at": r.next_attempt_at.isoformat(),
-                "last_code": r.last_code,
-                "last_enhanced": r.last_enhanced,
-                "last_text": r.last_text,
-            }
-            for r in m.recipients
-        ],
-    )
-    return row
+    return {
+        **_message_row(m),
+        "return_path": m.return_path,
+        "account": m.account,
+        "message_id": m.message_id,
+        "expires_at": m.expires_at.isoformat(),
+    }
 
 
 @queue_app.command("list")
@@ -191,29 +182,14 @@ def queue_list(
 def queue_show(queue_id: QueueIdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """One message with each recipient's state and last reply."""
 
-    async def go(s: Services) -> dict[str, object]:
-        return _message_detail(await s.queue_admin.show(queue_id))
-
-    detail = run_with_services(config, go)
+    msg = run_with_services(config, lambda s: s.queue_admin.show(queue_id))
     if as_json:
+        detail = {**_message_detail(msg), "recipient_states": _recipient_rows(msg)}
         sys.stdout.write(json.dumps(detail, indent=2, default=str) + "\n")
         return
-    for key, value in detail.items():
-        if key != "recipient_states":
-            typer.echo(f"{key}: {value}")
-    print_rows(
-        detail["recipient_states"],  # type: ignore[arg-type]
-        [
-            "recipient",
-            "state",
-            "attempts",
-            "next_attempt_at",
-            "last_code",
-            "last_enhanced",
-            "last_text",
-        ],
-        False,
-    )
+    for key, value in _message_detail(msg).items():
+        typer.echo(f"{key}: {value}")
+    print_rows(_recipient_rows(msg), RECIPIENT_COLUMNS, False)
 
 
 def _echo_count(verb: str, n: int, as_json: bool) -> None:

@@ -43,7 +43,7 @@ class DeliveryEvent:
     route: str = "mx"  # "mx", a transport URL without credentials, or "local"
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values (the time as ISO 8601): for JSON, and with ``at`` put back, rows."""
+        """Plain values, the time as ISO 8601 (for JSON)."""
         d = {name: getattr(self, name) for name in FIELDS}
         d["at"] = self.at.isoformat()
         d["outcome"] = self.outcome.value

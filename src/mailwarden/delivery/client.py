@@ -234,19 +234,6 @@ async def _try_ip(hop: Hop, ip: str, opts: _Options) -> OutboundConnection:
         return await _session(hop, ip, opts, try_tls=False)
 
 
-async def _addresses(hop: Hop) -> tuple[str, ...]:
-    """``hop.ips``, or (ips=() from hops_for_transport) the system resolver's answer."""
-    if hop.ips:
-        return hop.ips
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(hop.host, hop.port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise no_reply("4.4.3", f"cannot resolve {hop.host}: {exc}") from None
-    ips = [str(info[4][0]) for info in infos]
-    return tuple(dict.fromkeys(sorted(ips, key=lambda ip: ":" in ip)))  # IPv4 first
-
-
 async def connect(
     hops: list[Hop],
     *,
@@ -284,7 +271,7 @@ async def connect(
     last = RemoteReply(None, "4.4.4", "no host to connect to")
     for hop in hops:
         try:
-            ips = await _addresses(hop)
+            ips = hop.ips
         except Broken as exc:
             tried.append(hop.host)
             last = exc.reply

@@ -26,10 +26,7 @@ MAX_IPS_PER_HOST = 4
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """One SMTP server to try: its name (for logs, SNI and events), addresses and port.
-
-    ``ips`` empty means "resolve ``host`` when connecting" (see ``hops_for_transport``).
-    """
+    """One SMTP server to try: its name (for logs, SNI and events), addresses and port."""
 
     host: str
     ips: tuple[str, ...]
@@ -184,17 +181,6 @@ async def resolve_hops(
     # _parse_mx gives it host "" and order_mx skips it, as Postfix does.
     hosts = order_mx(_drop_self(mx, self_names))
     return await _hops_for_hosts(resolver, hosts, port, f"the MX hosts of {domain}")
-
-
-def hops_for_transport(t: Transport) -> list[Hop]:
-    """The one hop of a configured transport, without DNS.
-
-    An IP host is used as is; a host name gives ``ips=()``, which ``client.connect``
-    resolves at connect time with the system resolver. Use ``resolve_transport`` to
-    resolve through the Resolver instead (the usual path).
-    """
-    literal = ip_literal(t.host)
-    return [Hop(t.host, (literal,) if literal else (), t.port)]
 
 
 async def resolve_transport(resolver: Resolver, t: Transport) -> list[Hop]:

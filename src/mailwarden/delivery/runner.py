@@ -196,24 +196,16 @@ class QueueRunner:
         path = Path(route=dest.transport.display if dest.transport else "mx")
         reused = conn is not None and conn.usable
         if conn is None or not conn.usable:
-            if conn is not None:
-                await conn.close()
-            conn = None
-            try:
-                conn = await self._connect(dest)
-            except (RouteFailure, ConnectFailure) as exc:
-                await self._fail(dest, job, _failure_reply(exc), path, started, data)
+            conn = await self._reconnect(dest, job, conn, path, started, data)
+            if conn is None:
                 return None
         rcpts = [r.rcpt for r in job.rcpts]
         result = await conn.send(job.message.return_path, rcpts, data)
         if reused and not conn.usable and not conn.mail_answered:
             # The cached connection had been closed by the server while idle; that is not
             # this message's failure: open a fresh one and try once more (as Postfix does).
-            await conn.close()
-            try:
-                conn = await self._connect(dest)
-            except (RouteFailure, ConnectFailure) as exc:
-                await self._fail(dest, job, _failure_reply(exc), path, started, data)
+            conn = await self._reconnect(dest, job, conn, path, started, data)
+            if conn is None:
                 return None
             result = await conn.send(job.message.return_path, rcpts, data)
         facts = conn.facts
@@ -223,6 +215,26 @@ class QueueRunner:
         replies = {k: Reply(v.code, v.enhanced, v.text) for k, v in result.replies.items()}
         await self._finish(job, replies, path, started, data)
         return conn
+
+    async def _reconnect(
+        self,
+        dest: Destination,
+        job: Job,
+        old: OutboundConnection | None,
+        path: Path,
+        started: float,
+        data: bytes,
+    ) -> OutboundConnection | None:
+        """Close ``old`` and open a new session; None (and ``job`` failed) if none opens."""
+        if old is not None:
+            await old.close()
+        try:
+            return await self._connect(dest)
+        except (RouteFailure, ConnectFailure) as exc:
+            reply = _failure_reply(exc)
+            await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
+            self._fail_waiting(dest, reply, path)
+            return None
 
     async def _connect(self, dest: Destination) -> OutboundConnection:
         t = dest.transport
@@ -243,12 +255,6 @@ class QueueRunner:
             command_timeout=self.s.command_timeout,
         )
 
-    async def _fail(
-        self, dest: Destination, job: Job, reply: Reply, path: Path, started: float, data: bytes
-    ) -> None:
-        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
-        self._fail_waiting(dest, reply, path)
-
     def _fail_waiting(self, dest: Destination, reply: Reply, path: Path) -> None:
         """The destination is unreachable now: everything queued for it fails the same way
         (as Postfix does within one scheduling round) instead of reconnecting per message."""
@@ -260,8 +266,7 @@ class QueueRunner:
 
     async def _finish_other(self, job: Job, reply: Reply, path: Path) -> None:
         started = asyncio.get_running_loop().time()
-        data = await self._body(job.message)
-        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
+        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started)
 
     async def _finish(
         self,
@@ -269,8 +274,10 @@ class QueueRunner:
         replies: dict[str, Reply],
         path: Path,
         started: float,
-        data: bytes,
+        data: bytes | None = None,
     ) -> None:
+        """Record one attempt's outcomes (and queue the DSN for bounces). ``data`` is the
+        message if the caller has it; it is only read when a DSN needs it."""
         latency = int((asyncio.get_running_loop().time() - started) * 1000)
         out = attempt_outcomes(
             job.message,
@@ -306,9 +313,10 @@ class QueueRunner:
     async def _body(self, msg: QueuedMessage) -> bytes:
         return msg.body if msg.body is not None else await self.blobs.get(msg.blob)
 
-    async def _send_dsn(self, job: Job, data: bytes, bounced: list[Bounced]) -> None:
+    async def _send_dsn(self, job: Job, data: bytes | None, bounced: list[Bounced]) -> None:
         try:
-            await self.bounces.send_dsn(job.message, data, bounced)
+            original = data if data is not None else await self._body(job.message)
+            await self.bounces.send_dsn(job.message, original, bounced)
         except Exception:
             # e.g. the sender's own mailbox is full: the outcome must still be recorded,
             # or the recipient would stay claimed; the failure is in the log.

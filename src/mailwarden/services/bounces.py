@@ -9,6 +9,7 @@ token ties it to that message, the report's Final-Recipient to the recipient. It
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -116,17 +117,17 @@ class BounceService:
     async def known_token(self, token: str) -> SentToken | None:
         return await self.queue.sent_token(token)
 
-    async def receive(self, token: str, raw: bytes) -> int:
-        """Record a returned report; pass it to the original sender. Returns recipients found."""
-        sent = await self.queue.sent_token(token)
-        report = parse_dsn(raw, max_size=MAX_REPORT)
+    async def receive(self, sent: SentToken, raw: bytes) -> int:
+        """Record a returned report about ``sent``; pass it to the original sender.
+        Returns the recipients found. Parsing runs in a thread (hostile MIME is slow)."""
+        report = await asyncio.to_thread(parse_dsn, raw, max_size=MAX_REPORT)
         key = await self.blobs.put(raw)
         now = self.clock.now()
         rows = [
             ReturnedBounce(
                 at=now,
-                token=token,
-                queue_id=sent.queue_id if sent else "",
+                token=sent.token,
+                queue_id=sent.queue_id,
                 recipient=r.final_recipient or r.original_recipient,
                 action=r.action,
                 status=r.status,
@@ -137,16 +138,14 @@ class BounceService:
             for r in report.recipients
         ]
         if not rows:  # not a standard DSN: keep it anyway, the next issue adds heuristics
-            rows = [
-                ReturnedBounce(now, token, sent.queue_id if sent else "", "", "", "", "", "", key)
-            ]
+            rows = [ReturnedBounce(now, sent.token, sent.queue_id, "", "", "", "", "", key)]
         await self.queue.add_returned_bounces(rows)
         log.info(
             "returned DSN for %s: %s",
-            sent.queue_id if sent else "unknown message",
+            sent.queue_id,
             ", ".join(f"{r.recipient} {r.status}" for r in rows),
         )
-        if sent is not None and sent.mail_from:
+        if sent.mail_from:
             local, _remote = await self._split(sent.mail_from)
             if local:
                 await self.local.deliver(raw, mail_from="", targets=local)

@@ -80,6 +80,11 @@ class DkimService:
             self._signing[domain] = (now + CACHE_SECONDS, loaded)
             return loaded
 
+    def forget_cached_keys(self) -> None:
+        """Reload signing keys on next use (a rotation by another process shows up by
+        itself within CACHE_SECONDS)."""
+        self._signing.clear()
+
     async def sign(self, message: bytes, domain: str) -> bytes:
         """``message`` with DKIM-Signature fields for every active key of ``domain``.
 

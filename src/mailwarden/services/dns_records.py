@@ -1,6 +1,7 @@
-"""The DNS records a domain must publish for mail to reach the inbox (pure).
+"""The DNS records a domain must publish for mail to reach the inbox.
 
-`mailwarden domain dns` prints them; the auditor (later) checks them.
+``records_for`` is pure; ``records_to_publish`` gathers its inputs. `mailwarden domain
+dns` prints them; the auditor (later) checks them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailwarden.auth.dkim import dkim_txt_record
+from mailwarden.config.schema import Settings
+from mailwarden.core.address import normalize_domain
+from mailwarden.core.errors import NotFound
+from mailwarden.delivery.transports import parse_table
+from mailwarden.services.accounts import AccountService
+from mailwarden.services.dkim_keys import DkimService
 from mailwarden.store.records import DkimKeyRecord
 
 
@@ -84,3 +91,20 @@ def records_for(
         )
     )
     return out
+
+
+async def records_to_publish(
+    settings: Settings, accounts: AccountService, dkim: DkimService, domain: str
+) -> list[DnsRecord]:
+    """Every record for a hosted ``domain``, from its keys and the delivery settings."""
+    d = normalize_domain(domain)
+    if not await accounts.is_local_domain(d):
+        raise NotFound(f"domain {d} is not hosted here")
+    source = settings.delivery.source_address
+    return records_for(
+        d,
+        hostname=settings.hostname,
+        keys=await dkim.published(d),
+        sending_ips=[source] if source else [],
+        relay_hosts=[t.host for t in parse_table(settings.delivery.transports).values()],
+    )

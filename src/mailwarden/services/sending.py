@@ -92,7 +92,12 @@ class SendingService:
         if sent_copy_for is not None:
             target = LocalTarget(sent_copy_for.address, sent_copy_for)
             await self.local.deliver(
-                signed, mail_from=mail_from, targets=[target], mailbox="\\Sent", flags=("\\Seen",)
+                signed,
+                mail_from=mail_from,
+                targets=[target],
+                mailbox="\\Sent",
+                flags=("\\Seen",),
+                headers=headers,
             )
         return Submitted(qid, len(local), len(remote), signed is not raw)
 

@@ -15,7 +15,7 @@ from mailwarden.core.clock import Clock
 from mailwarden.core.errors import QuotaExceeded
 from mailwarden.core.headers import read_headers
 from mailwarden.core.replies import Reply
-from mailwarden.delivery.local import LocalDelivery, LocalTarget, fits_quota
+from mailwarden.delivery.local import LocalDelivery
 from mailwarden.dns.resolver import Resolver
 from mailwarden.services.accounts import AccountService
 from mailwarden.services.bounces import BounceService
@@ -24,8 +24,10 @@ from mailwarden.smtp.policy import Action, DmarcFacts, decide_message
 from mailwarden.smtp.server import (
     HookNames,
     MailEnvelope,
+    accept_local,
     check_recipient,
     check_sender,
+    declared_size,
     ehlo_reply,
     null_to_empty,
 )
@@ -96,24 +98,21 @@ class InboundHandler(HookNames):
         token = self.bounces.token_of(rcpt) if self.bounces is not None else None
         if token is not None:
             return await self._bounce_rcpt(envelope, address, token)
-        resolution = await self.accounts.resolve(rcpt)
-        if resolution is None:
-            return str(replies.NO_SUCH_USER.with_text(f"No such user here: {rcpt}"))
-        size = _declared_size(envelope.mail_options)
-        current = await self.accounts.with_current_usage(resolution)
-        if not any(fits_quota(u, size) for u in current):
-            return str(replies.OVER_QUOTA.with_text(f"Mailbox of {rcpt} is full"))
+        size = declared_size(envelope.mail_options)
+        problem = await accept_local(self.accounts, envelope, rcpt, size)
+        if problem is not None:
+            return str(problem)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in current)
         return str(replies.RECIPIENT_OK)
 
     async def _bounce_rcpt(self, envelope: MailEnvelope, address: str, token: str) -> str:
         """A VERP address (bounces+TOKEN@ours): accepted only for tokens we issued."""
         assert self.bounces is not None
-        if await self.bounces.known_token(token) is None:
+        sent = await self.bounces.known_token(token)
+        if sent is None:
             return str(replies.NO_SUCH_USER.with_text(f"No such user here: {address}"))
-        envelope.bounce_tokens.append(token)
+        envelope.returns.append(sent)
         envelope.rcpt_tos.append(address)
         return str(replies.RECIPIENT_OK)
 
@@ -162,9 +161,10 @@ class InboundHandler(HookNames):
         )
         mailbox = "\\Junk" if decision.action is Action.JUNK else "INBOX"
         try:
-            for token in envelope.bounce_tokens:
+            if envelope.returns:
                 assert self.bounces is not None
-                await self.bounces.receive(token, stored)
+                for sent in envelope.returns:
+                    await self.bounces.receive(sent, stored)
             if not envelope.local_targets:
                 return str(replies.QUEUED.with_text(f"Message accepted as {queue_id}"))
             await self.local.deliver(
@@ -181,13 +181,3 @@ class InboundHandler(HookNames):
             log.exception("%s: local delivery failed", queue_id)
             return str(replies.TEMP_FAILURE)
         return str(replies.QUEUED.with_text(f"Message accepted as {queue_id}"))
-
-
-def _declared_size(options: list[str]) -> int:
-    for opt in options:
-        if opt.upper().startswith("SIZE="):
-            try:
-                return max(0, int(opt[5:]))
-            except ValueError:
-                return 0
-    return 0

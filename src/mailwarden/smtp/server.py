@@ -15,8 +15,10 @@ from mailwarden.core import replies
 from mailwarden.core.address import Address
 from mailwarden.core.errors import InvalidAddress
 from mailwarden.core.replies import Reply
-from mailwarden.delivery.local import LocalTarget
+from mailwarden.delivery.local import LocalTarget, fits_quota
+from mailwarden.services.accounts import AccountService
 from mailwarden.smtp.data import DataProblem, receive
+from mailwarden.store.records import SentToken
 
 # "<local@domain>" then optional " PARAMS"; dot-atom local part (RFC 5321 §4.1.2,
 # UTF-8 allowed per RFC 6531) and a plain domain.
@@ -116,7 +118,7 @@ class MailEnvelope(Envelope):
         super().__init__()
         self.local_targets: list[LocalTarget] = []
         self.remote_rcpts: list[str] = []  # submission: recipients for the outbound queue
-        self.bounce_tokens: list[str] = []  # MX: VERP tokens of returned DSNs
+        self.returns: list[SentToken] = []  # MX: the messages returned DSNs are about
         self.data_problem: DataProblem = DataProblem.NONE
 
 
@@ -300,6 +302,32 @@ def check_recipient(envelope: Envelope, address: str, max_recipients: int) -> Ad
         return Address.parse(address)
     except InvalidAddress as exc:
         return replies.BAD_RECIPIENT_SYNTAX.with_text(f"Bad recipient address: {exc}")
+
+
+async def accept_local(
+    accounts: AccountService, envelope: MailEnvelope, rcpt: Address, size: int
+) -> Reply | None:
+    """Who receives mail for a local ``rcpt``: adds them to the envelope, or returns the
+    refusal (unknown user, or nobody with room for ``size`` bytes)."""
+    found = await accounts.resolve(rcpt)
+    if found is None:
+        return replies.NO_SUCH_USER.with_text(f"No such user here: {rcpt}")
+    current = await accounts.with_current_usage(found)
+    if not any(fits_quota(u, size) for u in current):
+        return replies.OVER_QUOTA.with_text(f"Mailbox of {rcpt} is full")
+    envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in current)
+    return None
+
+
+def declared_size(options: list[str]) -> int:
+    """The SIZE= MAIL parameter (RFC 1870), 0 when absent or invalid."""
+    for opt in options:
+        if opt.upper().startswith("SIZE="):
+            try:
+                return max(0, int(opt[5:]))
+            except ValueError:
+                return 0
+    return 0
 
 
 def ehlo_reply(responses: list[str]) -> list[str]:

@@ -16,12 +16,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 
 from mailwarden.config.schema import Settings
 from mailwarden.core import replies
-from mailwarden.core.address import Address
 from mailwarden.core.clock import Clock
 from mailwarden.core.errors import QuotaExceeded
 from mailwarden.core.headers import read_headers
 from mailwarden.core.replies import Reply
-from mailwarden.delivery.local import LocalTarget, fits_quota
 from mailwarden.delivery.prepare import (
     SENDER_NOT_OWNED,
     Checked,
@@ -36,6 +34,7 @@ from mailwarden.smtp.server import (
     HookNames,
     MailEnvelope,
     MailwardenSMTP,
+    accept_local,
     check_recipient,
     check_sender,
     ehlo_reply,
@@ -184,7 +183,8 @@ class SubmissionHandler(HookNames):
         if isinstance(rcpt, Reply):
             return str(rcpt)
         if await self.accounts.is_local_domain(rcpt.domain):
-            problem = await self._local_rcpt(envelope, rcpt)
+            # Local recipients are filed directly; unknown ones are refused now.
+            problem = await accept_local(self.accounts, envelope, rcpt, 0)
             if problem is not None:
                 return str(problem)
         else:
@@ -192,17 +192,6 @@ class SubmissionHandler(HookNames):
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return str(replies.RECIPIENT_OK)
-
-    async def _local_rcpt(self, envelope: MailEnvelope, rcpt: Address) -> Reply | None:
-        """Local recipients are filed directly; unknown ones are refused now (RFC 5321)."""
-        found = await self.accounts.resolve(rcpt)
-        if found is None:
-            return replies.NO_SUCH_USER.with_text(f"No such user here: {rcpt}")
-        current = await self.accounts.with_current_usage(found)
-        if not any(fits_quota(u, 0) for u in current):
-            return replies.OVER_QUOTA.with_text(f"Mailbox of {rcpt} is full")
-        envelope.local_targets.extend(LocalTarget(str(rcpt), u) for u in current)
-        return None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: MailEnvelope) -> str:
         content = envelope.content

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
+from mailwarden.core.events import FIELDS as EVENT_FIELDS
 from mailwarden.core.events import DeliveryEvent
 from mailwarden.store.batch import MergedWrites
 from mailwarden.store.blobs import BlobStore
@@ -350,10 +351,9 @@ def _record(
 
 
 def event_row(e: DeliveryEvent) -> dict[str, Any]:
-    row = e.as_dict()
-    row["at"] = e.at
+    row = {name: getattr(e, name) for name in EVENT_FIELDS}
+    row["outcome"] = e.outcome.value
     row["message_id"] = e.message_id[:998]
-    row["text"] = e.text
     row["enhanced"] = e.enhanced[:16]
     row["tls_version"] = e.tls_version[:16]
     row["route"] = e.route[:255]
