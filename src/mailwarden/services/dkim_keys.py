@@ -54,14 +54,17 @@ class DkimService:
         d = await self._domain(domain)
         old = [k for k in await self.keys.list(d.name) if k.state == "active"]
         retire_at = self.clock.now() + timedelta(seconds=self.grace)
+        await self.keys.purge_retired(self.clock.now())  # earlier rotations' grace is over
         await self.keys.retire_active(d.id, retire_at)
         new = await self.generate(d.name)
         return new, [k for k in await self.keys.list(d.name) if k.selector in _sel(old)]
 
     async def published(self, domain: str) -> list[DkimKeyRecord]:
-        """Keys whose public half must be in DNS: active and still-in-grace ones."""
-        await self.keys.purge_retired(self.clock.now())
-        return await self.keys.list(normalize_domain(domain))
+        """Keys whose public half must be in DNS: active and still-in-grace ones (a read:
+        keys past their grace are deleted at the next rotation)."""
+        now = self.clock.now()
+        keys = await self.keys.list(normalize_domain(domain))
+        return [k for k in keys if k.retire_at is None or k.retire_at > now]
 
     async def signing_keys(self, domain: str) -> tuple[SigningKey, ...]:
         """Loaded active keys for ``domain`` (cached briefly), () if it has none."""

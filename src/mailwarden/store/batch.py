@@ -7,15 +7,17 @@ cost of BEGIN/COMMIT (and the WAL fsync) is paid once per batch. A batch that fa
 whole is retried one write at a time, so one bad write only fails itself. Expected
 refusals (over quota, ...) should be *returned* as exception values by the write function
 rather than raised, so they do not cost the whole batch a retry; ``run`` raises them.
+
+Two ways to use the batch: ``GroupCommit.run(fn)`` runs each caller's own function in
+the shared transaction; ``WriteBatcher(..., merged(write))`` runs one ``write(conn,
+items)`` for the whole batch (one executemany instead of a statement per caller).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
@@ -23,100 +25,30 @@ from sqlalchemy import Connection
 from mailwarden.store.db import Database
 
 log = logging.getLogger("mailwarden.store.batch")
+I = TypeVar("I")  # noqa: E741 - an item
+R = TypeVar("R")
 T = TypeVar("T")
 MAX_BATCH = 64
 
-
-@dataclass
-class _Pending(Generic[T]):
-    fn: Callable[[Connection], T | Exception]
-    future: asyncio.Future[T]
+# write(conn, items) -> one result per item; an Exception *value* fails only its caller.
+BatchWrite = Callable[[Connection, list[I]], list[Any]]
 
 
-class GroupCommit:
-    def __init__(self, db: Database, name: str, max_batch: int = MAX_BATCH) -> None:
-        self.db = db
-        self.name = name
-        self.max_batch = max_batch
-        self._pending: list[_Pending[Any]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def run(self, fn: Callable[[Connection], T | Exception]) -> T:
-        """Run ``fn`` inside a shared write transaction; returns once committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(fn, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                await self._commit(batch)
-        except BaseException as exc:  # never leave a caller waiting forever
-            for item in self._pending:
-                _settle(item, exc)
-            self._pending.clear()
-            raise
-
-    async def _commit(self, batch: list[_Pending[Any]]) -> None:
-        try:
-            outcomes = await self.db.write(lambda c: [item.fn(c) for item in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0], exc)
-                return
-            log.warning(
-                "%s: batch of %d writes failed (%s); retrying one by one",
-                self.name,
-                len(batch),
-                exc,
-            )
-            for item in batch:
-                await self._commit([item])
-            return
-        for item, outcome in zip(batch, outcomes, strict=True):
-            _settle(item, outcome)
-
-
-def _settle(item: _Pending[Any] | asyncio.Future[Any], outcome: object) -> None:
-    future = item if isinstance(item, asyncio.Future) else item.future
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
-class MergedWrites(Generic[T]):
-    """Items added while a write runs are merged into *one* ``write(conn, items)`` call.
-
-    Where GroupCommit shares a transaction but still runs each caller's statements,
-    this runs one set of statements for the whole batch (executemany), for writes that
-    are plain lists of rows, such as delivery outcomes. If a merged write fails, every
-    caller in it gets the error.
-    """
+class WriteBatcher(Generic[I]):
+    """Items added while a write runs go into the next write, together."""
 
     def __init__(
-        self,
-        db: Database,
-        name: str,
-        write: Callable[..., Any],  # write(conn, items=[...])
-        max_items: int = 512,
+        self, db: Database, name: str, write: BatchWrite[I], max_items: int = MAX_BATCH
     ) -> None:
         self.db = db
         self.name = name
         self.write = write
         self.max_items = max_items
-        self._pending: list[tuple[T, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[I, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def add(self, item: T) -> Any:
-        """Write ``item`` (with whatever else is waiting); returns once committed, with
-        what ``write`` returned for the whole merged batch."""
+    async def add(self, item: I) -> Any:
+        """Write ``item`` with whatever else is waiting; returns its result once committed."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._task is None or self._task.done():
@@ -124,24 +56,65 @@ class MergedWrites(Generic[T]):
         return await future
 
     async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.max_items]
-            del self._pending[: self.max_items]
-            await self._write(batch)
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_items]
+                del self._pending[: self.max_items]
+                await self._commit(batch)
+        except BaseException as exc:  # never leave a caller waiting forever
+            for _item, future in self._pending:
+                _settle(future, exc)
+            self._pending.clear()
+            raise
 
-    async def _write(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[tuple[I, asyncio.Future[Any]]]) -> None:
         items = [item for item, _f in batch]
         try:
-            result = await self.db.write(functools.partial(self.write, items=items))
+            outcomes = await self.db.write(lambda c: self.write(c, items))
         except Exception as exc:
-            if len(batch) > 1:  # one bad item must not fail the others: one by one
-                log.warning(
-                    "%s: merged write of %d failed (%s); one by one", self.name, len(batch), exc
-                )
-                for one in batch:
-                    await self._write([one])
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
                 return
-            _settle(batch[0][1], exc)
+            log.warning(
+                "%s: batch of %d writes failed (%s); retrying one by one",
+                self.name,
+                len(batch),
+                exc,
+            )
+            for one in batch:
+                await self._commit([one])
             return
-        for _item, f in batch:
-            _settle(f, result)
+        for (_item, future), outcome in zip(batch, outcomes, strict=True):
+            _settle(future, outcome)
+
+
+def merged(write: Callable[[Connection, list[I]], R]) -> BatchWrite[I]:
+    """A write done once for the whole batch; every caller gets its one result."""
+    return lambda c, items: [write(c, items)] * len(items)
+
+
+class GroupCommit:
+    """Each caller's own function, run in the shared transaction."""
+
+    def __init__(self, db: Database, name: str, max_batch: int = MAX_BATCH) -> None:
+        self._batch: WriteBatcher[Callable[[Connection], Any]] = WriteBatcher(
+            db, name, _run_each, max_batch
+        )
+
+    async def run(self, fn: Callable[[Connection], T | Exception]) -> T:
+        """Run ``fn`` inside a shared write transaction; returns once committed."""
+        result: T = await self._batch.add(fn)
+        return result
+
+
+def _run_each(c: Connection, fns: list[Callable[[Connection], Any]]) -> list[Any]:
+    return [fn(c) for fn in fns]
+
+
+def _settle(future: asyncio.Future[Any], outcome: object) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

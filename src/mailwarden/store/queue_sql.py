@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select,
 
 from mailwarden.core.events import FIELDS as EVENT_FIELDS
 from mailwarden.core.events import DeliveryEvent
-from mailwarden.store.batch import MergedWrites
+from mailwarden.store.batch import WriteBatcher, merged
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.db import Database
 from mailwarden.store.records import (
@@ -63,8 +63,12 @@ class QueueStore:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self.db = db
         self.blobs = blobs
-        self._enqueued: MergedWrites[NewQueued] = MergedWrites(db, "enqueue", _enqueue)
-        self._outcomes: MergedWrites[_Outcomes] = MergedWrites(db, "outcomes", _record_merged)
+        self._enqueued: WriteBatcher[NewQueued] = WriteBatcher(
+            db, "enqueue", merged(_enqueue), max_items=512
+        )
+        self._outcomes: WriteBatcher[_Outcomes] = WriteBatcher(
+            db, "outcomes", merged(_record_merged), max_items=512
+        )
 
     # -- entering the queue ------------------------------------------------------------
     async def enqueue(self, m: NewQueued) -> None:
@@ -106,12 +110,16 @@ class QueueStore:
         return found[0] if found else None
 
     async def counts(self) -> dict[str, int]:
-        q = select(qr.c.state, func.count()).group_by(qr.c.state)
-        rows = await self.db.read(lambda c: c.execute(q).all())
+        """Recipients per state, and held messages, in one snapshot."""
+        by_state = select(qr.c.state, func.count()).group_by(qr.c.state)
         held = select(func.count()).select_from(qm).where(qm.c.held.is_(True))
-        out = {str(r[0]): int(r[1]) for r in rows}
-        out["held_messages"] = int(await self.db.read(lambda c: c.execute(held).scalar_one()))
-        return out
+
+        def go(c: Connection) -> dict[str, int]:
+            out = {str(r[0]): int(r[1]) for r in c.execute(by_state).all()}
+            out["held_messages"] = int(c.execute(held).scalar_one())
+            return out
+
+        return await self.db.read(go)
 
     async def set_held(self, queue_id: str | None, held: bool) -> int:
         stmt = update(qm).values(held=held)
