@@ -16,12 +16,18 @@ from mailwarden.core.clock import Clock, SystemClock
 from mailwarden.delivery.local import LocalDelivery
 from mailwarden.delivery.runner import QueueRunner
 from mailwarden.dns.resolver import DnsPythonResolver, Resolver
+from mailwarden.imap.context import ImapContext
+from mailwarden.imap.session import ImapSession
 from mailwarden.services.accounts import AccountService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.bounces import BounceService
 from mailwarden.services.dkim_keys import DkimService
+from mailwarden.services.folders import FolderService
 from mailwarden.services.mailstore import MailstoreService
+from mailwarden.services.messages import MessageService
+from mailwarden.services.notify import PollingNotifier
 from mailwarden.services.queue import QueueService
+from mailwarden.services.search_index import SearchIndexer
 from mailwarden.services.sending import SendingService
 from mailwarden.smtp.inbound import InboundHandler
 from mailwarden.smtp.server import ConnectionGate, MailwardenSMTP, SessionLimits
@@ -29,14 +35,18 @@ from mailwarden.smtp.submission import SubmissionHandler, SubmissionSMTP
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.db import Database, default_url
 from mailwarden.store.events_sql import EventStore
+from mailwarden.store.folders_sql import FolderStore
 from mailwarden.store.keys_sql import AuthFailureStore, DkimKeyStore
+from mailwarden.store.messages_sql import MessageStore
 from mailwarden.store.queue_sql import QueueStore
+from mailwarden.store.records import Delivered
+from mailwarden.store.search_sql import SearchIndexStore
 from mailwarden.store.sql import SqlStore
 from mailwarden.tlsconf import generate_self_signed, server_context
 
 log = logging.getLogger("mailwarden")
 
-IMPLEMENTED_PROTOCOLS = {"smtp", "submission"}
+IMPLEMENTED_PROTOCOLS = {"smtp", "submission", "imap"}
 SHUTDOWN_GRACE = 10.0  # seconds a message in DATA gets to finish when we stop
 
 
@@ -60,6 +70,10 @@ class Services:
     sending: SendingService
     bounces: BounceService
     queue_admin: QueueService
+    notifier: PollingNotifier
+    folders: FolderService
+    messages: MessageService
+    indexer: SearchIndexer
 
 
 async def build_services(
@@ -79,7 +93,19 @@ async def build_services(
         settings.dns.nameservers, timeout=settings.dns.timeout, cache=settings.dns.cache
     )
     accounts = AccountService(store, clock, settings.inbound.default_quota)
-    local = LocalDelivery(store, blobs, clock)
+    folder_store = FolderStore(db)
+    notifier = PollingNotifier(folder_store.highest_modseqs, settings.imap.notify_interval)
+    index_store = SearchIndexStore(db)
+    indexer = SearchIndexer(index_store, blobs, settings.imap.search_body_max)
+
+    def filed(delivered: list[Delivered], blob: str) -> None:
+        notifier.publish(d.mailbox_id for d in delivered)
+        indexer.schedule([blob])
+
+    local = LocalDelivery(store, blobs, clock, on_filed=filed)
+    messages = MessageService(
+        MessageStore(db), folder_store, index_store, indexer, blobs, notifier, clock
+    )
     queue = QueueStore(db, blobs)
     events = EventStore(db)
     dkim = DkimService(store, DkimKeyStore(db), clock, settings.dkim.rotation_grace)
@@ -101,6 +127,10 @@ async def build_services(
         sending=sending,
         bounces=BounceService(settings, accounts, sending, local, queue, blobs, clock),
         queue_admin=QueueService(queue, events, clock),
+        notifier=notifier,
+        folders=FolderService(folder_store, notifier, clock),
+        messages=messages,
+        indexer=indexer,
     )
 
 
@@ -125,7 +155,11 @@ class App:
         tls = tls_context(self.settings)
         sockets = self.sockets if self.sockets is not None else bind_listeners(self.settings)
         for name, sock in sockets.items():
-            server = await self._start_smtp(self.settings.listeners[name], sock, tls)
+            listener = self.settings.listeners[name]
+            if listener.protocol == "imap":
+                server = await self._start_imap(listener, sock, tls)
+            else:
+                server = await self._start_smtp(listener, sock, tls)
             self.bound[name] = sock_address(sock)
             self._servers.append(server)
         if self.run_queue:
@@ -194,6 +228,38 @@ class App:
             protocol, sock=sock, ssl=tls if listener.tls == "implicit" else None
         )
 
+    async def _start_imap(
+        self, listener: Listener, sock: socket.socket, tls: ssl.SSLContext
+    ) -> asyncio.Server:
+        assert self.services is not None
+        s = self.services
+        gate = ConnectionGate(
+            self.settings.imap.max_connections_per_ip, self.settings.limits.max_connections
+        )
+        self._gates.append(gate)
+        implicit = listener.tls == "implicit"
+        ctx = ImapContext(
+            settings=self.settings.imap,
+            hostname=self.settings.hostname,
+            appendlimit=self.settings.limits.max_message_size,
+            tls=tls if listener.tls == "starttls" else None,
+            accounts=s.accounts,
+            guard=s.guard,
+            folders=s.folders,
+            messages=s.messages,
+            notifier=s.notifier,
+            clock=s.clock,
+            gate=gate,
+            implicit_tls=implicit,
+        )
+
+        async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await ImapSession(ctx, reader, writer).run()
+
+        return await asyncio.start_server(
+            session, sock=sock, ssl=tls if implicit else None, limit=2**20
+        )
+
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let messages in DATA finish, close the rest, close the store."""
         for server in self._servers:
@@ -205,6 +271,8 @@ class App:
         self._servers.clear()
         self._gates.clear()
         if self.services is not None:
+            await self.services.notifier.close()
+            await self.services.indexer.close()
             await self.services.db.close()
         log.info("mailwarden stopped")
 

@@ -219,6 +219,53 @@ class SubmissionSettings(_Strict):
         return v
 
 
+class ImapSettings(_Strict):
+    """Mailbox access over IMAP (143 with STARTTLS, 993 with TLS)."""
+
+    plaintext_auth_networks: list[str] = Field(
+        default_factory=list,
+        description="Client networks (CIDR) allowed to log in without TLS, like Dovecot's "
+        "login_trusted_networks (e.g. [127.0.0.1/32] for webmail on this host). Empty: "
+        "LOGIN and AUTHENTICATE only after STARTTLS or on the TLS port.",
+    )
+    # RFC 3501 §5.4: an autologout timer must be at least 30 minutes.
+    idle_timeout: float = Field(
+        1800.0, ge=1800.0, description="Seconds a logged-in session may stay silent (or in IDLE)."
+    )
+    login_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to log in after connecting."
+    )
+    command_timeout: float = Field(
+        300.0, gt=0, description="Seconds to finish sending a command once it has begun."
+    )
+    max_line: int = Field(
+        65_536, ge=8192, description="Bytes of one command line (without its literals)."
+    )
+    max_connections_per_ip: int = Field(
+        50, ge=1, description="Concurrent IMAP sessions per client IP."
+    )
+    auth_failure_delay: float = Field(
+        2.0, ge=0, le=30, description="Seconds before a failed login is answered."
+    )
+    notify_interval: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="Seconds between checks for mailbox changes made by other processes "
+        "(workers, the CLI); changes made in the same process are seen at once.",
+    )
+    search_body_max: int = Field(
+        1_000_000, ge=10_000, description="Characters of body text indexed per message."
+    )
+
+    @field_validator("plaintext_auth_networks")
+    @classmethod
+    def _nets(cls, v: list[str]) -> list[str]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+
 class DkimSettings(_Strict):
     rotation_grace: float = Field(
         7 * 86_400.0,
@@ -243,6 +290,7 @@ class Settings(_Strict):
     submission: SubmissionSettings = Field(default_factory=SubmissionSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
+    imap: ImapSettings = Field(default_factory=ImapSettings)
     workers: int = Field(
         1,
         ge=0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailwarden.core.clock import Clock
@@ -24,11 +24,18 @@ def fits_quota(user: UserRecord, size: int) -> bool:
     return user.quota_bytes == 0 or user.used_bytes + size <= user.quota_bytes
 
 
+# Called after every committed local delivery: (where it went, the body's blob key).
+FiledHook = Callable[[list[Delivered], str], None]
+
+
 class LocalDelivery:
-    def __init__(self, store: Store, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, blobs: BlobStore, clock: Clock, on_filed: FiledHook | None = None
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.clock = clock
+        self.on_filed = on_filed  # app.py: notify IMAP sessions, schedule search indexing
 
     async def deliver(
         self,
@@ -67,4 +74,7 @@ class LocalDelivery:
             flags=flags,
         )
         deliveries = [Delivery(t.user.id, t.rcpt_to, mailbox, enforce) for t in unique.values()]
-        return await self.store.deliver(message, deliveries)
+        filed = await self.store.deliver(message, deliveries)
+        if self.on_filed is not None:
+            self.on_filed(filed, key)
+        return filed

@@ -7,7 +7,7 @@ import re
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope
 
@@ -72,6 +72,14 @@ def add_enhanced_code(line: str) -> str:
     return f"{m.group(1)}{m.group(2)}{enhanced} {text}"
 
 
+class GatedSession(Protocol):
+    """What ConnectionGate needs of a session (SMTP or IMAP)."""
+
+    busy: bool  # in the middle of something that should finish before shutdown
+
+    def close_for_shutdown(self) -> None: ...
+
+
 @dataclass
 class ConnectionGate:
     """Counts live sessions per client IP and in total."""
@@ -79,20 +87,20 @@ class ConnectionGate:
     per_ip: int
     total: int
     counts: Counter[str] = field(default_factory=Counter)
-    sessions: set[MailwardenSMTP] = field(default_factory=set)
+    sessions: set[GatedSession] = field(default_factory=set)
 
     @property
     def live(self) -> int:
         return len(self.sessions)
 
-    def admit(self, ip: str, session: MailwardenSMTP) -> bool:
+    def admit(self, ip: str, session: GatedSession) -> bool:
         if self.live >= self.total or self.counts[ip] >= self.per_ip:
             return False
         self.counts[ip] += 1
         self.sessions.add(session)
         return True
 
-    def release(self, ip: str, session: MailwardenSMTP) -> None:
+    def release(self, ip: str, session: GatedSession) -> None:
         self.counts[ip] -= 1
         if self.counts[ip] <= 0:
             del self.counts[ip]

@@ -40,10 +40,65 @@ class MailboxRecord:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    subscribed: bool
+    first_recent_uid: int = 1
     messages: int = 0
     unseen: int = 0
     size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """What an IMAP session keeps of every message in the selected mailbox."""
+
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxView:
+    """A mailbox opened for a session: its state and every message, by ascending UID.
+
+    ``recent_from``: UIDs at or above it are \\Recent for this session (RFC 3501 §2.3.2);
+    0 when the session claimed none (EXAMINE, or another session was first).
+    """
+
+    mailbox: MailboxRecord
+    messages: list[MessageMeta]
+    recent_from: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanges:
+    """What changed in a mailbox after a mod-sequence (RFC 7162 §3.2.5.2 style)."""
+
+    highestmodseq: int
+    uidnext: int
+    changed: list[MessageMeta]  # new or changed messages, ascending UID
+    expunged: list[int]  # UIDs expunged, ascending
+    recent_from: int = 0  # new messages this session claimed as \\Recent (0: none)
+    exists: bool = True  # False once the mailbox was deleted or renamed away
+
+
+@dataclass(frozen=True, slots=True)
+class FlagChange:
+    """The outcome of STORE: messages changed, and those UNCHANGEDSINCE refused."""
+
+    changed: list[MessageMeta]
+    unchanged: list[MessageMeta]  # matched but already had the result (RFC 7162: MODSEQ still)
+    modified: list[int]  # UIDs failing UNCHANGEDSINCE (RFC 7162 §3.1.3 [MODIFIED])
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRef:
+    """Where a message's bytes are, for FETCH."""
+
+    uid: int
+    blob: str
+    size: int
+    internal_date: datetime
 
 
 @dataclass(frozen=True, slots=True)

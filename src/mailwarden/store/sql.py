@@ -6,11 +6,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Row, and_, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Executable, Row, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailwarden.core.errors import AlreadyExists, NotFound
 from mailwarden.store.db import Database
+from mailwarden.store.mailbox_rows import insert_mailboxes, mailbox_record, mailbox_stats_query
 from mailwarden.store.records import (
     AliasRecord,
     Delivered,
@@ -203,13 +204,13 @@ class SqlStore:
 
     # -- mailboxes -----------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[MailboxRecord]:
-        return [_mailbox(r) for r in await self._all(_mailbox_query(user_id))]
+        return [mailbox_record(r) for r in await self._all(_mailbox_query(user_id))]
 
     async def get_mailbox(self, user_id: int, name: str) -> MailboxRecord | None:
         # RFC 3501 §5.1: INBOX is case-insensitive; other names are exact.
         wanted = "INBOX" if name.upper() == "INBOX" else name
         row = await self._first(_mailbox_query(user_id).where(mailboxes.c.name == wanted))
-        return _mailbox(row) if row else None
+        return mailbox_record(row) if row else None
 
     # -- messages ------------------------------------------------------------------
     async def deliver(self, message: NewMessage, targets: Sequence[Delivery]) -> list[Delivered]:
@@ -239,61 +240,11 @@ class SqlStore:
 
 
 def _create_default_mailboxes(c: Connection, user_id: int, now: datetime) -> None:
-    # RFC 3501 §2.3.1.1: UIDVALIDITY must change if UIDs are ever reused; the creation
-    # time in seconds keeps a recreated mailbox distinct from its predecessor.
-    base = int(now.timestamp())
-    c.execute(
-        insert(mailboxes),
-        [
-            {
-                "user_id": user_id,
-                "name": name,
-                "special_use": role,
-                "uidvalidity": (base + i) % 2**32 or 1,
-                "uidnext": 1,
-                "highestmodseq": 1,
-                "subscribed": True,
-                "created_at": now,
-            }
-            for i, (name, role) in enumerate(DEFAULT_MAILBOXES)
-        ],
-    )
+    insert_mailboxes(c, user_id, DEFAULT_MAILBOXES, now)
 
 
 def _mailbox_query(user_id: int) -> Any:
-    unseen = func.sum(case((~messages.c.flags.contains("\\Seen", autoescape=True), 1), else_=0))
-    stats = (
-        select(
-            messages.c.mailbox_id,
-            func.count().label("n"),
-            unseen.label("unseen"),
-            func.coalesce(func.sum(messages.c.size), 0).label("size"),
-        )
-        .group_by(messages.c.mailbox_id)
-        .subquery()
-    )
-    return (
-        select(mailboxes, stats.c.n, stats.c.unseen, stats.c.size)
-        .select_from(mailboxes.outerjoin(stats, stats.c.mailbox_id == mailboxes.c.id))
-        .where(mailboxes.c.user_id == user_id)
-        .order_by(mailboxes.c.id)
-    )
-
-
-def _mailbox(r: Row[Any]) -> MailboxRecord:
-    return MailboxRecord(
-        r.id,
-        r.user_id,
-        r.name,
-        r.special_use,
-        r.uidvalidity,
-        r.uidnext,
-        r.highestmodseq,
-        r.subscribed,
-        int(r.n or 0),
-        int(r.unseen or 0),
-        int(r.size or 0),
-    )
+    return mailbox_stats_query(mailboxes.c.user_id == user_id)
 
 
 def _message(r: Row[Any]) -> MessageRecord:

@@ -50,6 +50,9 @@ users = Table(
     # file a copy of submitted mail in Sent (for clients that do not save their own)
     Column("save_sent", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # RFC 3501 §2.3.1.1: the last UIDVALIDITY handed out to one of this user's mailboxes;
+    # a new mailbox gets a larger one, so a re-created name never reuses a value.
+    Column("last_uidvalidity", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 aliases = Table(
@@ -75,9 +78,45 @@ mailboxes = Table(
     Column("uidvalidity", BigInteger, nullable=False),
     Column("uidnext", BigInteger, nullable=False, default=1),
     Column("highestmodseq", BigInteger, nullable=False, default=1),
-    Column("subscribed", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # RFC 3501 §2.3.2 \Recent: UIDs from here on have not been seen by any session yet;
+    # the first session to select (or be told of) them claims them.
+    Column("first_recent_uid", BigInteger, nullable=False, default=1, server_default="1"),
     UniqueConstraint("user_id", "name", name="uq_mailboxes_user_id_name"),
+)
+
+# RFC 7162 §3.2.5.2: QRESYNC reports expunged UIDs since a mod-sequence (VANISHED); a
+# tombstone per expunged message, with the mod-sequence of its expunge, makes that exact.
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),
+)
+
+# RFC 3501 §6.3.6: subscriptions are names, kept even when the mailbox is gone.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(1024), nullable=False),
+    UniqueConstraint("user_id", "name", name="uq_subscriptions_user_id_name"),
+)
+
+# The search index: decoded header and body text per stored body (blob), so SEARCH
+# HEADER/BODY/TEXT never reads message files. SQLite adds an FTS5 trigram index over it
+# (search_fts, created in migration 0003), PostgreSQL pg_trgm GIN indexes.
+search_text = Table(
+    "search_text",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("blob", String(64), nullable=False, unique=True),
+    Column("headers", Text, nullable=False),  # "Name: decoded value\n" per field
+    Column("body", Text, nullable=False),  # decoded text of the text/* parts
 )
 
 messages = Table(

@@ -130,8 +130,13 @@ class CommandReader:
             self._need = 0
             self._mode = _LINE
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events it completes (possibly none)."""
+    def feed(self, data: bytes, *, one_command: bool = False) -> list[Event]:
+        """Consume ``data``; return the events it completes (possibly none).
+
+        With ``one_command`` it stops after the first complete command and keeps the
+        rest buffered (call ``feed(b"", one_command=True)`` for the next): a command
+        such as IDLE, AUTHENTICATE or STARTTLS changes how the following bytes are read.
+        """
         events: list[Event] = []
         if self._mode == _DEAD:
             return events
@@ -144,8 +149,35 @@ class CommandReader:
             if new < 0:
                 break
             pos = new
+            if one_command and events and isinstance(events[-1], RawCommand):
+                break
         del buf[:pos]  # CPython trims a bytearray's front in O(1)
         return events
+
+    @property
+    def mid_command(self) -> bool:
+        """True while part of a command (line or literal) has arrived but not all of it."""
+        return bool(self._buf) or self._lexer is not None or self._mode != _LINE
+
+    def take_buffer(self) -> bytes:
+        """Bytes received after the last complete command, handed to the caller (IDLE's
+        DONE, an AUTHENTICATE response) and removed from the reader. Only valid between
+        commands."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scanned = 0
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Give back bytes read past a raw line (IDLE's DONE, a SASL response): they are
+        parsed as commands by the next :meth:`feed`."""
+        self._buf[:0] = data
+        self._scanned = 0
+
+    def discard_buffer(self) -> int:
+        """Drop buffered input (RFC 3207-style STARTTLS: nothing sent before the TLS
+        handshake may be read as a command after it). Returns the bytes dropped."""
+        return len(self.take_buffer())
 
     # -- modes: each returns the new position, or -1 when it needs more data --
 
