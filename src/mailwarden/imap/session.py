@@ -286,11 +286,17 @@ class ImapSession:
 
     # -- shutdown -----------------------------------------------------------------------
     def close_for_shutdown(self) -> None:
-        """The server is stopping (ConnectionGate.shutdown)."""
+        """The server is stopping (ConnectionGate.shutdown calls this, maybe repeatedly)."""
+        if self._closing:
+            return
         self._closing = True
         with contextlib.suppress(Exception):
             self.write(status(None, "BYE", "Server shutting down"))
+        transport = self.writer.transport
         self.writer.close()
+        # A TLS close waits for the client's close_notify; do not wait for long. (Only
+        # one close(): asyncio's TLS transport forgets its protocol on a second one.)
+        asyncio.get_running_loop().call_later(1.0, transport.abort)
 
     def logout(self) -> None:
         self.write(untagged(b"BYE", b"Logging out"))

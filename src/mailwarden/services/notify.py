@@ -119,7 +119,9 @@ class PollingNotifier:
             except Exception:  # a database hiccup must not end notifications for good
                 log.exception("polling mailbox changes failed")
                 continue
-            changed = [i for i, m in current.items() if self._seen.get(i, m) != m]
+            # A mailbox polled for the first time counts as changed: the watcher may have
+            # missed a change made between opening it and this poll (one spare re-read).
+            changed = [i for i, m in current.items() if self._seen.get(i) != m]
             self._seen = current
             if changed:
                 self.local.publish(changed)

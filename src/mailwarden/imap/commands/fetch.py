@@ -91,17 +91,15 @@ def _message(sel: Selected, i: int, ref: BodyRef | None, raw: bytes | None) -> F
 def _from_view(
     s: ImapSession, sel: Selected, indexes: list[int], req: FetchRequest, uid: bool, seen: set[int]
 ) -> None:
-    condstore = s.condstore
     for i in indexes:
         msg = _message(sel, i, None, None)
-        s.write(render_fetch(msg, req, uid=uid, modseq=condstore, seen_added=msg.uid in seen))
+        s.write(render_fetch(msg, req, uid=uid, seen_added=msg.uid in seen))
 
 
 async def _with_rows(
     s: ImapSession, sel: Selected, indexes: list[int], req: FetchRequest, uid: bool, seen: set[int]
 ) -> None:
     body = needs_body(req)
-    condstore = s.condstore
     for start in range(0, len(indexes), BATCH):
         part = indexes[start : start + BATCH]
         refs = {r.uid: r for r in await s.ctx.messages.bodies(sel.id, [sel.uids[i] for i in part])}
@@ -111,5 +109,5 @@ async def _with_rows(
             raws = list(await s.ctx.messages.read_many([refs[sel.uids[i]].blob for i in present]))
         for i, raw in zip(present, raws, strict=True):
             msg = _message(sel, i, refs[sel.uids[i]], raw)
-            s.write(render_fetch(msg, req, uid=uid, modseq=condstore, seen_added=msg.uid in seen))
+            s.write(render_fetch(msg, req, uid=uid, seen_added=msg.uid in seen))
             await s.maybe_flush()

@@ -99,14 +99,16 @@ async def lsub(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done:
         raise ImapSyntaxError("LSUB takes a reference and one pattern")
     assert s.user is not None
     folders = await s.ctx.folders.folders(s.user.id)
-    for folder in _matching(s, req, folders):
+    for folder in _matching(s, req, folders, lsub=True):
         if folder.subscribed:
             attrs = [Atom("\\Noselect")] if folder.record is None else []
             s.write(untagged(b"LSUB", encode_list(attrs), _DELIM, encode_mailbox(folder.name)))
     return Done(text="LSUB completed")
 
 
-def _matching(s: ImapSession, req: ListRequest, folders: list[Folder]) -> list[Folder]:
+def _matching(
+    s: ImapSession, req: ListRequest, folders: list[Folder], *, lsub: bool = False
+) -> list[Folder]:
     ref = s.mailbox_name(req.reference)
     patterns = [normalize(ref + s.mailbox_name(p)) for p in req.patterns]
     out = []
@@ -115,7 +117,7 @@ def _matching(s: ImapSession, req: ListRequest, folders: list[Folder]) -> list[F
             continue
         if "SUBSCRIBED" in req.select and not folder.subscribed:
             continue
-        if folder.record is None and "SUBSCRIBED" not in req.select:
+        if folder.record is None and not lsub and "SUBSCRIBED" not in req.select:
             continue  # RFC 5258 §3: a subscription without a mailbox shows only then
         if "SPECIAL-USE" in req.select and not (folder.record and folder.record.special_use):
             continue  # RFC 6154 §3
