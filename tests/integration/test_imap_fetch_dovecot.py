@@ -519,13 +519,7 @@ def test_known_difference_binary_size_inconsistent_in_dovecot(mailbox: Mailbox) 
     assert size.group(1) == literal.group(1)  # Dovecot: 19 vs {25}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mailwarden.imap.bodystructure reports the Content-* fields of a message header that "
-    'has neither MIME-Version nor Content-Type; Dovecot ignores them ("7bit", NIL). To be '
-    "fixed in bodystructure.py; render_fetch embeds its output unchanged",
-)
-def test_known_difference_bodystructure_without_mime_version(mailbox: Mailbox) -> None:
+def test_bodystructure_without_mime_version_ignores_content_fields(mailbox: Mailbox) -> None:
     raw = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\nContent-ID: <a@b>\r\n\r\naGk=\r\n"
     line, _status, seq = _dovecot_fetch(mailbox, raw, "(BODYSTRUCTURE)")
     assert line is not None and b'NIL NIL "7bit" 6 1' in line

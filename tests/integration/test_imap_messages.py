@@ -263,3 +263,20 @@ def test_qresync_reports_vanished_and_changed_since(srv: ServerThread) -> None:
     fetches = m.untagged_responses.pop("FETCH")
     assert any(b"UID 4" in f and b"\\Flagged" in f for f in fetches)
     m.logout()
+
+
+def test_binary_fetch_decodes_base64(srv: ServerThread) -> None:
+    raw = (
+        b"From: a@b.test\r\nSubject: bin\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nAAECAwQ=\r\n--b--\r\n"
+    )
+    m = connect(srv)
+    append(m, raw)
+    ok(m.select("INBOX"))
+    typ, data = m.fetch("1", "(BINARY.PEEK[2] BINARY.SIZE[2])")
+    assert typ == "OK"
+    assert data[0][1] == b"\x00\x01\x02\x03\x04" and b"BINARY.SIZE[2] 5" in data[1]
+    m.logout()

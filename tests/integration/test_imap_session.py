@@ -213,3 +213,52 @@ def test_sixty_four_k_line_limit(srv: ServerThread) -> None:
     assert r.line().startswith(b"a1 BAD")
     assert r.cmd(b"NOOP")[-1].startswith(b"t1 OK")
     r.close()
+
+
+def test_commands_pipelined_after_starttls_are_discarded(srv: ServerThread) -> None:
+    """RFC 3501 §6.2.1 / the STARTTLS command-injection class of bugs: plaintext sent
+    after STARTTLS must not be executed inside the TLS session."""
+    r = Raw(srv)
+    r.send(b"t1 STARTTLS\r\nt2 CAPABILITY\r\n")
+    assert r.line().startswith(b"t1 OK")
+    r.sock = tls().wrap_socket(r.sock, server_hostname="localhost")
+    r.buf = b""
+    lines = r.cmd(b"NOOP", b"t3")
+    assert lines == [lines[-1]] and lines[-1].startswith(b"t3 OK")  # no reply to t2
+    r.close()
+
+
+def test_login_timeout_says_bye(make_server: MakeServer) -> None:
+    srv = imap_server(make_server, imap={"login_timeout": 0.5})
+    r = Raw(srv)
+    assert r.line().startswith(b"* BYE")
+    r.close()
+
+
+def test_idle_done_with_a_pipelined_command(srv: ServerThread) -> None:
+    r = Raw(srv)
+    r.starttls_login()
+    assert r.cmd(b"SELECT INBOX")[-1].startswith(b"t1 OK")
+    r.send(b"i1 IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    r.send(b"DONE\r\nn1 NOOP\r\n")
+    assert r.line().startswith(b"i1 OK")
+    assert r.line().startswith(b"n1 OK")
+    r.send(b"i2 IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    r.send(b"NOT-DONE\r\n")
+    assert r.line().startswith(b"i2 BAD")
+    assert r.cmd(b"NOOP")[-1].startswith(b"t1 OK")
+    r.close()
+
+
+def test_check_unselect_and_setquota(srv: ServerThread) -> None:
+    r = Raw(srv)
+    r.starttls_login()
+    assert r.cmd(b"CHECK")[-1].startswith(b"t1 BAD")  # only in the selected state
+    assert r.cmd(b"SELECT INBOX")[-1].startswith(b"t1 OK")
+    assert r.cmd(b"CHECK")[-1].startswith(b"t1 OK")
+    assert r.cmd(b"UNSELECT")[-1].startswith(b"t1 OK")
+    assert r.cmd(b"FETCH 1 FLAGS")[-1].startswith(b"t1 BAD")  # no longer selected
+    assert r.cmd(b'SETQUOTA "" (STORAGE 10)')[-1].startswith(b"t1 NO [NOPERM]")
+    r.close()

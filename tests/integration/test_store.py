@@ -49,8 +49,14 @@ async def test_migrations_match_tables_and_rerun(db_url: str) -> None:
     await db.migrate()
     await db.migrate()  # idempotent: every start runs it
 
+    def outside_metadata(obj: object, name: str | None, kind: str, *_: object) -> bool:
+        # The search index's FTS5 table (and its shadow tables) and the pg_trgm GIN
+        # indexes are made with raw DDL in migration 0003: SQLAlchemy cannot describe them.
+        return not (name or "").startswith("search_fts") and not (name or "").endswith("_trgm")
+
     def diff(conn: object) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))  # type: ignore[arg-type]
+        ctx = MigrationContext.configure(conn, opts={"include_object": outside_metadata})  # type: ignore[arg-type]
+        return list(compare_metadata(ctx, metadata))
 
     assert await db.read(diff) == []
     await db.close()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from mailwarden.imap.mimetree import MimePart
 from mailwarden.imap.rfc822lex import Lexer
-from mailwarden.imap.sections import _find_part as find_part  # RFC 3501 §6.4.5 numbering
+from mailwarden.imap.sections import find_part  # RFC 3501 §6.4.5 numbering
 
 __all__ = [
     "BinaryData",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mailwarden.imap.envelope import envelope_of
 from mailwarden.imap.imapstr import imap_string, nstring_nolf
 from mailwarden.imap.mimetree import MimePart, parse
@@ -36,19 +38,35 @@ def body_size(raw: bytes, part: MimePart) -> int:
     return size + bare
 
 
-def _write(raw: bytes, part: MimePart, ext: bool, out: list[bytes]) -> None:
+def _content_header(part: MimePart, message: bool) -> Callable[[bytes], bytes | None]:
+    """Header lookup for the Content-* fields of ``part``.
+
+    Like Dovecot: a message header (the top level, or an encapsulated message) with
+    neither MIME-Version nor Content-Type is not MIME (RFC 2045 §4), so its other
+    Content-* fields are ignored.
+    """
+    if message and part.header(b"mime-version") is None and part.header(b"content-type") is None:
+        return lambda _name: None
+    return part.header
+
+
+def write_body(
+    raw: bytes, part: MimePart, ext: bool, out: list[bytes], message: bool = True
+) -> None:
+    """BODY (``ext=False``) or BODYSTRUCTURE of ``part`` appended to ``out`` as pieces."""
+    header = _content_header(part, message)
     if part.multipart:
         if part.children:
             for child in part.children:
                 out.append(b"(")
-                _write(raw, child, ext, out)
+                write_body(raw, child, ext, out, message=False)
                 out.append(b")")
         else:
             out.append(_EMPTY_BODYSTRUCTURE if ext else _EMPTY_BODY)
         out.append(b" " + imap_string(part.subtype))
         if ext:
             out.append(b" " + _params_out(part.params, False))
-            _write_common(part, out)
+            _write_common(header, out)
         return
     if part.rfc822:
         out.append(b'"message" "rfc822"')
@@ -60,7 +78,7 @@ def _write(raw: bytes, part: MimePart, ext: bool, out: list[bytes]) -> None:
         text = part.ctype.lower() == b"text"
         out.append(imap_string(part.ctype) + b" " + imap_string(part.subtype))
     out.append(b" " + _params_out(part.params, text))
-    cte = part.header(b"content-transfer-encoding")
+    cte = header(b"content-transfer-encoding")
     encoding = None
     if cte is not None:
         lx = Lexer(cte)
@@ -71,8 +89,8 @@ def _write(raw: bytes, part: MimePart, ext: bool, out: list[bytes]) -> None:
     out.append(
         b" %s %s %s %d"
         % (
-            nstring_nolf(part.header(b"content-id")),
-            nstring_nolf(part.header(b"content-description")),
+            nstring_nolf(header(b"content-id")),
+            nstring_nolf(header(b"content-description")),
             b'"7bit"' if encoding is None else imap_string(encoding),
             body_size(raw, part),
         )
@@ -82,15 +100,15 @@ def _write(raw: bytes, part: MimePart, ext: bool, out: list[bytes]) -> None:
     elif part.rfc822:
         child = part.children[0]
         out.append(b" " + envelope_of(child) + b" (")
-        _write(raw, child, ext, out)
+        write_body(raw, child, ext, out)
         out.append(b") %d" % part.lines)
     if ext:
-        out.append(b" " + nstring_nolf(part.header(b"content-md5")))
-        _write_common(part, out)
+        out.append(b" " + nstring_nolf(header(b"content-md5")))
+        _write_common(header, out)
 
 
-def _write_common(part: MimePart, out: list[bytes]) -> None:
-    disp = part.header(b"content-disposition")
+def _write_common(header: Callable[[bytes], bytes | None], out: list[bytes]) -> None:
+    disp = header(b"content-disposition")
     disp_out = b"NIL"
     if disp is not None:
         lx = Lexer(disp)
@@ -100,7 +118,7 @@ def _write_common(part: MimePart, out: list[bytes]) -> None:
             lx.skip_lwsp()
             params = parse_params(lx)
             disp_out = b"(" + imap_string(token) + b" " + _params_out(params, False) + b")"
-    lang = part.header(b"content-language")
+    lang = header(b"content-language")
     lang_out = b"NIL"
     if lang is not None:
         lx = Lexer(lang)
@@ -118,12 +136,12 @@ def _write_common(part: MimePart, out: list[bytes]) -> None:
             lx.skip_lwsp()
         if langs:
             lang_out = b"(" + b" ".join(imap_string(x) for x in langs) + b")"
-    out.append(b" %s %s %s" % (disp_out, lang_out, nstring_nolf(part.header(b"content-location"))))
+    out.append(b" %s %s %s" % (disp_out, lang_out, nstring_nolf(header(b"content-location"))))
 
 
 def bodystructure(raw: bytes, extensible: bool = True) -> bytes:
     """FETCH BODYSTRUCTURE (``extensible=False``: FETCH BODY) of the message."""
     out: list[bytes] = [b"("]
-    _write(raw, parse(raw), extensible, out)
+    write_body(raw, parse(raw), extensible, out)
     out.append(b")")
     return b"".join(out)

@@ -29,10 +29,10 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from mailwarden.imap.binary import BinaryData, InvalidContent, UnknownCte, binary_section
-from mailwarden.imap.bodystructure import _write as _write_bodystructure
+from mailwarden.imap.bodystructure import write_body
 from mailwarden.imap.envelope import envelope_of
 from mailwarden.imap.mimetree import MimePart, parse
-from mailwarden.imap.sections import _find_part, _header_end, _header_fields
+from mailwarden.imap.sections import find_part, header_end, header_fields
 from mailwarden.imap.wire.fetch import (
     Attr,
     BinarySection,
@@ -260,21 +260,21 @@ def _section_bytes(msg: _Message, section: Section) -> bytes | None:
             return raw
         part = msg.top()
     else:
-        found = _find_part(msg.root(), section.part)
+        found = find_part(msg.root(), section.part)
         if found is None:
             return None
         if kind == "MIME":
-            return raw[found.offset : _header_end(found)]
+            return raw[found.offset : header_end(found)]
         if not kind:
             return raw[found.body_offset : found.end]
         if not found.rfc822 or not found.children:
             return None  # HEADER/TEXT only exist for message/rfc822 parts
         part = found.children[0]
     if kind == "HEADER":
-        return raw[part.offset : _header_end(part)]
+        return raw[part.offset : header_end(part)]
     if kind == "TEXT":
         return raw[part.body_offset : part.end]
-    return _header_fields(raw, part, section.fields, kind == "HEADER.FIELDS")
+    return header_fields(raw, part, section.fields, kind == "HEADER.FIELDS")
 
 
 _RFC822_SECTIONS = {
@@ -309,7 +309,7 @@ def _render_item(msg: _Message, item: FetchItem, name: bytes, out: list[bytes]) 
         out += (b"ENVELOPE ", envelope_of(msg.root()))
     elif item is Attr.BODY or item is Attr.BODYSTRUCTURE:
         out += (name, b" (")
-        _write_bodystructure(msg.raw, msg.root(), item is Attr.BODYSTRUCTURE, out)
+        write_body(msg.raw, msg.root(), item is Attr.BODYSTRUCTURE, out)
         out.append(b")")
     else:  # RFC822, RFC822.HEADER, RFC822.TEXT (§6.4.5): BODY[], BODY[HEADER], BODY[TEXT]
         _literal(name, _section_bytes(msg, _RFC822_SECTIONS[item]) or b"", out)

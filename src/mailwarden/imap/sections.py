@@ -24,7 +24,7 @@ class SectionSpec:
     fields: tuple[str, ...] = ()
 
 
-def _find_part(root: MimePart, path: tuple[int, ...]) -> MimePart | None:
+def find_part(root: MimePart, path: tuple[int, ...]) -> MimePart | None:
     """RFC 3501 §6.4.5 part numbering, as Dovecot's imap_msgpart_find."""
     part: MimePart | None = root
     for i, num in enumerate(path):
@@ -40,9 +40,9 @@ def _find_part(root: MimePart, path: tuple[int, ...]) -> MimePart | None:
     return part
 
 
-def _header_fields(raw: bytes, part: MimePart, names: tuple[str, ...], keep: bool) -> bytes:
+def header_fields(raw: bytes, part: MimePart, names: tuple[str, ...], keep: bool) -> bytes:
     wanted = {n.lower().encode("ascii", "replace") for n in names}
-    data = raw[part.offset : _header_end(part)]
+    data = raw[part.offset : header_end(part)]
     out = bytearray()
     pos, n = 0, len(data)
     include = False
@@ -66,7 +66,7 @@ def _header_fields(raw: bytes, part: MimePart, names: tuple[str, ...], keep: boo
     return bytes(out)
 
 
-def _header_end(part: MimePart) -> int:
+def header_end(part: MimePart) -> int:
     return part.body_offset if part.header_end < 0 else part.header_end
 
 
@@ -78,14 +78,14 @@ def section(raw: bytes, spec: SectionSpec, partial: tuple[int, int] | None = Non
     an empty string, as Dovecot does.
     """
     root = parse(raw)
-    part = _find_part(root, spec.part)
+    part = find_part(root, spec.part)
     if part is None:
         return None
     kind = spec.kind.upper()
     if kind == "MIME":
         if not spec.part:
             return None
-        data = raw[part.offset : _header_end(part)]
+        data = raw[part.offset : header_end(part)]
     elif kind == "":
         data = raw[part.body_offset : part.end] if spec.part else raw
     else:
@@ -94,13 +94,13 @@ def section(raw: bytes, spec: SectionSpec, partial: tuple[int, int] | None = Non
                 return None
             part = part.children[0]
         if kind == "HEADER":
-            data = raw[part.offset : _header_end(part)]
+            data = raw[part.offset : header_end(part)]
         elif kind == "TEXT":
             data = raw[part.body_offset : part.end]
         elif kind == "HEADER.FIELDS":
-            data = _header_fields(raw, part, spec.fields, True)
+            data = header_fields(raw, part, spec.fields, True)
         elif kind == "HEADER.FIELDS.NOT":
-            data = _header_fields(raw, part, spec.fields, False)
+            data = header_fields(raw, part, spec.fields, False)
         else:
             return None
     if b"\0" in data:
