@@ -36,9 +36,8 @@ from mailwarden.imap.fetch_render import (
 )
 from mailwarden.imap.wire.fetch import FetchRequest, parse_fetch
 from mailwarden.imap.wire.lexer import CommandLexer
-from shared_data import CORPORA
+from shared_data import MIME_CORPUS, crlf, mime_corpus
 
-MIME_CORPUS = CORPORA / "mime"
 LIMIT = int(os.environ.get("MAILWARDEN_FETCH_CORPUS_LIMIT", "60"))
 
 #: case id -> reason Dovecot's answer differs on purpose (xfail, strict); none today
@@ -137,27 +136,8 @@ CRAFTED: dict[str, bytes] = {
 }
 
 
-def crlf(raw: bytes) -> bytes:
-    """What imaplib's APPEND sends (and what our store keeps): every line end is CRLF."""
-    return re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
-
-
 def _corpus() -> list[tuple[str, bytes]]:
-    if not MIME_CORPUS.is_dir():
-        return []
-    out = [
-        (str(p.relative_to(MIME_CORPUS)), p.read_bytes())
-        for p in sorted(MIME_CORPUS.rglob("*"))
-        if p.suffix in (".eml", ".txt") and p.is_file() and not p.name.startswith("LICENSE")
-    ]
-    mbox = MIME_CORPUS / "mox" / "imaptest.mbox"
-    if mbox.is_file():
-        chunks = re.split(rb"(?m)^From [^\n]*\n", mbox.read_bytes())[1:]
-        out += [(f"mox/imaptest.mbox#{i}", chunk) for i, chunk in enumerate(chunks)]
-    if LIMIT and len(out) > LIMIT:
-        step = len(out) / LIMIT
-        out = [out[int(i * step)] for i in range(LIMIT)]
-    return out
+    return mime_corpus(LIMIT)
 
 
 CASES = [(f"crafted/{k}", crlf(v)) for k, v in CRAFTED.items()] + [

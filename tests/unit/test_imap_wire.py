@@ -411,3 +411,30 @@ def test_fetch_body_section_atoms_stay_split_for_fetch_parser() -> None:
         BodySection(Section((1, 2), "HEADER.FIELDS.NOT", ("X-A",)), Partial(0, 10)),
         BodySection(Section()),
     )
+
+
+def test_one_command_at_a_time_keeps_the_rest_buffered() -> None:
+    r = CommandReader()
+    events = r.feed(b"a IDLE\r\nDONE\r\nb NOOP\r\n", one_command=True)
+    assert [e.name for e in events if isinstance(e, RawCommand)] == ["IDLE"]
+    assert r.take_buffer() == b"DONE\r\nb NOOP\r\n"  # IDLE reads its DONE line itself
+    r.unread(b"b NOOP\r\n")
+    events = r.feed(b"", one_command=True)
+    assert [e.name for e in events if isinstance(e, RawCommand)] == ["NOOP"]
+    assert not r.mid_command
+
+
+def test_mid_command_while_a_literal_is_pending() -> None:
+    r = CommandReader()
+    r.feed(b"a LOGIN {5}\r\n")
+    assert r.mid_command
+    r.feed(b"alice x\r\n")
+    assert not r.mid_command
+
+
+def test_discard_buffer_after_starttls() -> None:
+    r = CommandReader()
+    events = r.feed(b"a STARTTLS\r\nb LOGIN x y\r\n", one_command=True)
+    assert len(events) == 1
+    assert r.discard_buffer() == len(b"b LOGIN x y\r\n")
+    assert r.feed(b"", one_command=True) == []

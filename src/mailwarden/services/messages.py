@@ -154,8 +154,9 @@ class MessageService:
         mailbox_id: int,
         needle: str,
         where: Literal["headers", "body"],
+        modseq: int,
     ) -> list[tuple[int, str]]:
         """(UID, header text) of messages whose headers/body contain ``needle``
-        (case-insensitive); the mailbox is fully indexed first."""
-        await self.indexer.ensure(mailbox_id)
+        (case-insensitive); every message up to mod-sequence ``modseq`` is indexed first."""
+        await self.indexer.ensure(mailbox_id, modseq)
         return await self.index_store.text_matches(mailbox_id, where, needle)

@@ -27,6 +27,7 @@ class SearchIndexer:
         self.blobs = blobs
         self.max_body_chars = max_body_chars
         self._pending: dict[str, None] = {}
+        self._complete: dict[int, int] = {}  # mailbox id -> mod-sequence it was complete at
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -37,13 +38,21 @@ class SearchIndexer:
         if self._pending and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
-    async def ensure(self, mailbox_id: int) -> None:
-        """Index every message of the mailbox that is not indexed yet."""
+    async def ensure(self, mailbox_id: int, modseq: int) -> None:
+        """Index every message of the mailbox that is not indexed yet.
+
+        ``modseq`` is the mailbox's HIGHESTMODSEQ as the caller knows it: a new message
+        always raises it, so once the mailbox was complete at that value there is
+        nothing to look for.
+        """
+        if self._complete.get(mailbox_id, -1) >= modseq:
+            return
         while True:
             keys = await self.store.unindexed(mailbox_id, BATCH)
             if not keys:
-                return
+                break
             await self._index(keys)
+        self._complete[mailbox_id] = modseq
 
     async def close(self) -> None:
         if self._task is not None:

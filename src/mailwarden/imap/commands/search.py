@@ -48,7 +48,8 @@ class SessionSource:
     async def text_uids(
         self, field: str | None, needle: str, where: Literal["headers", "body"]
     ) -> set[int]:
-        hits = await self._s.ctx.messages.text_uids(self._sel.id, needle, where)
+        sel = self._sel
+        hits = await self._s.ctx.messages.text_uids(sel.id, needle, where, sel.modseq)
         if field is None:
             return {uid for uid, _ in hits}
         folded = needle.casefold()
@@ -185,7 +186,7 @@ async def thread(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done
     rows = await _inputs(s, sel, found)
     refs: dict[int, tuple[str, ...]] = {}
     if req.algorithm == "REFERENCES":
-        headers = dict(await s.ctx.messages.text_uids(sel.id, "", "headers"))
+        headers = dict(await s.ctx.messages.text_uids(sel.id, "", "headers", sel.modseq))
         for _, r in rows:
             text = " ".join(header_values(headers.get(r.uid, ""), "References"))
             refs[r.uid] = tuple(_MSG_ID.findall(text))
