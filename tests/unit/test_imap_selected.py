@@ -19,10 +19,18 @@ def meta(uid: int, modseq: int = 1, *flags: str) -> MessageMeta:
     return MessageMeta(uid, modseq, tuple(flags), 100)
 
 
-def view(*metas: MessageMeta, recent_from: int = 0) -> Selected:
+def view(*metas: MessageMeta, recent: tuple[int, int] = (0, 0)) -> Selected:
     record = MailboxRecord(7, 1, "INBOX", None, 1234, 10, 5)
     watch = LocalNotifier().watch(7)
-    return Selected(MailboxView(record, list(metas), recent_from), read_only=False, watch=watch)
+    box = MailboxView(
+        record,
+        [m.uid for m in metas],
+        [m.modseq for m in metas],
+        [m.flags for m in metas],
+        [m.size for m in metas],
+        recent,
+    )
+    return Selected(box, read_only=False, watch=watch)
 
 
 def changes(
@@ -46,7 +54,7 @@ def test_resolve_numbers_and_uids() -> None:
 def test_new_messages_give_exists_and_recent() -> None:
     sel = view(meta(1), meta(2))
     out = sel.apply(
-        MailboxChanges(5, 4, [meta(3, 5)], [], recent_from=3),
+        MailboxChanges(5, 4, [meta(3, 5)], [], recent=(3, 4)),
         expunge=True,
         qresync=False,
         condstore=False,
@@ -81,6 +89,11 @@ def test_flag_changes_by_others_are_reported_but_own_are_not() -> None:
     )
     assert len(out) == 1 and out[0].startswith(b"* 2 FETCH (") and b"\\Flagged" in out[0]
     assert b"MODSEQ (5)" in out[0]
+
+
+def test_recent_range_claimed_at_select() -> None:
+    sel = view(meta(1), meta(2), meta(3), recent=(2, 4))
+    assert sel.recent == {2, 3} and sel.flags_of(0) == ()
 
 
 def test_keywords_and_first_unseen() -> None:

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message per FETCH, cheaply
 class FetchMessage:
     """What a FETCH response is made of, for one message."""
 

@@ -28,12 +28,13 @@ class Selected:
         self.mailbox: MailboxRecord = view.mailbox
         self.read_only = read_only
         self.watch = watch
-        self.uids = [m.uid for m in view.messages]
-        self.flags = [m.flags for m in view.messages]
-        self.modseqs = [m.modseq for m in view.messages]
-        self.sizes = [m.size for m in view.messages]
-        start = view.recent_from
-        self.recent = {u for u in self.uids if u >= start} if start else set()
+        self.uids = view.uids
+        self.flags = view.flags
+        self.modseqs = view.modseqs
+        self.sizes = view.sizes
+        lo, hi = view.recent
+        self.recent = set(self.uids[bisect_left(self.uids, lo) : bisect_left(self.uids, hi)])
+        self.recent_ranges = [view.recent] if hi > lo else []
         self.modseq = view.mailbox.highestmodseq
         self.uidnext = view.mailbox.uidnext
         self.pending_expunge: set[int] = set()
@@ -91,13 +92,21 @@ class Selected:
             raise ImapSyntaxError("message sequence number out of range")
         return [n - 1 for n in resolved]
 
-    def update(self, metas: Iterable[MessageMeta]) -> None:
-        """Our own STORE/FETCH changes, already reported by the command itself."""
-        for m in metas:
+    def update(self, metas: Iterable[MessageMeta], modseq: int = 0) -> None:
+        """Our own STORE/FETCH changes, already reported by the command itself.
+
+        ``modseq`` is the mod-sequence those changes got: when it directly follows the
+        one this view has seen, nothing else happened in between, so the view is current
+        at ``modseq`` and the next sync need not read our own changes back.
+        """
+        changed = list(metas)
+        for m in changed:
             i = self.index_of(m.uid)
             if i is not None:
                 self.flags[i] = m.flags
                 self.modseqs[i] = m.modseq
+        if changed and modseq == self.modseq + 1:
+            self.modseq = modseq
 
     def apply(
         self,
@@ -120,8 +129,12 @@ class Selected:
             self.flags.append(m.flags)
             self.modseqs.append(m.modseq)
             self.sizes.append(m.size)
-        if changes.recent_from:
-            self.recent.update(m.uid for m in new if m.uid >= changes.recent_from)
+        if changes.recent[1] > changes.recent[0]:
+            self.recent_ranges.append(changes.recent)
+        if self.recent_ranges:  # new messages inside a range this session claimed
+            self.recent.update(
+                m.uid for m in new if any(lo <= m.uid < hi for lo, hi in self.recent_ranges)
+            )
         self.modseq = max(self.modseq, changes.highestmodseq)
         self.uidnext = max(self.uidnext, changes.uidnext)
         if self.count != self.told_exists:

@@ -89,6 +89,7 @@ class ImapSession:
         self.enabled: set[str] = set()
         self.commands = CommandReader(max_line=ctx.settings.max_line, max_literal=PREAUTH_LITERAL)
         self.busy = False
+        self._out: list[bytes] = []
         self._pending_out = 0
         self._closing = False
 
@@ -131,12 +132,20 @@ class ImapSession:
                 )
 
     # -- output ---------------------------------------------------------------------
+    # Responses are collected and handed to the transport in large pieces: one send()
+    # per response line would cost a system call (and a TCP segment) per message.
     def write(self, data: bytes) -> None:
-        self.writer.write(data)
+        self._out.append(data)
         self._pending_out += len(data)
 
+    def _push(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
+            self._pending_out = 0
+
     async def flush(self) -> None:
-        self._pending_out = 0
+        self._push()
         await self.writer.drain()
 
     async def maybe_flush(self) -> None:
@@ -171,6 +180,7 @@ class ImapSession:
         while not self._closing:
             events = self.commands.feed(b"", one_command=True)
             if not events:
+                await self.flush()  # everything said so far goes out before we wait
                 data = await self.read_some()
                 if not data:
                     return
@@ -292,6 +302,7 @@ class ImapSession:
         self._closing = True
         with contextlib.suppress(Exception):
             self.write(status(None, "BYE", "Server shutting down"))
+            self._push()
         transport = self.writer.transport
         self.writer.close()
         # A TLS close waits for the client's close_notify; do not wait for long. (Only
@@ -305,7 +316,7 @@ class ImapSession:
 
     async def _close(self) -> None:
         with contextlib.suppress(Exception):
-            await self.writer.drain()
+            await self.flush()
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mailwarden.core.address import Address, normalize_domain
 from mailwarden.core.clock import Clock
 from mailwarden.core.errors import InvalidAddress, MailwardenError, NotFound
-from mailwarden.services.passwords import hash_password, verify_password
+from mailwarden.services.passwords import VerifiedLogins, hash_password, verify_password
 from mailwarden.store.ports import Store
 from mailwarden.store.records import AliasRecord, DomainRecord, UserRecord
 
@@ -34,6 +34,7 @@ class AccountService:
         self.default_quota = default_quota
         self._local: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[float, Resolution]] = {}
+        self._verified = VerifiedLogins()
 
     # -- domains -------------------------------------------------------------------
     async def add_domain(self, name: str) -> DomainRecord:
@@ -114,10 +115,15 @@ class AccountService:
         except InvalidAddress:
             key = ""
         user = await self.store.get_user(key) if key else None
+        if user is not None and not user.disabled:
+            now = self.clock.monotonic()
+            if self._verified.known(key, user.password_hash, password, now):
+                return user
         stored = user.password_hash if user is not None else await _dummy_hash()
         ok = await verify_password(stored, password)
         if user is None or not ok or user.disabled:
             return None
+        self._verified.remember(key, user.password_hash, password, self.clock.monotonic())
         return user
 
     async def may_send_as(self, user: UserRecord, address: str) -> bool:

@@ -54,11 +54,12 @@ class MessageService:
     # -- the selected mailbox ----------------------------------------------------------
     async def open(self, mailbox_id: int, *, read_only: bool) -> MailboxView:
         """The mailbox and its messages; a read-write open claims the \\Recent ones."""
-        recent_from = 0
-        if not read_only:
-            recent_from, _ = await self.store.claim_recent(mailbox_id)
         view = await self.store.open(mailbox_id)
-        return MailboxView(view.mailbox, view.messages, recent_from)
+        mb = view.mailbox
+        if read_only or mb.first_recent_uid >= mb.uidnext:
+            return view
+        recent = await self.store.claim_recent(mailbox_id)
+        return MailboxView(mb, view.uids, view.modseqs, view.flags, view.sizes, recent)
 
     async def changes(self, mailbox_id: int, since: int, *, claim_recent: bool) -> MailboxChanges:
         """Changes after mod-sequence ``since``; new messages are claimed as \\Recent
@@ -66,9 +67,9 @@ class MessageService:
         found = await self.store.changes(mailbox_id, since)
         if not claim_recent or not found.exists or not found.changed:
             return found
-        first, _ = await self.store.claim_recent(mailbox_id)
+        recent = await self.store.claim_recent(mailbox_id)
         return MailboxChanges(
-            found.highestmodseq, found.uidnext, found.changed, found.expunged, first, found.exists
+            found.highestmodseq, found.uidnext, found.changed, found.expunged, recent, found.exists
         )
 
     async def vanished(self, mailbox_id: int, since: int) -> list[int]:
@@ -131,7 +132,7 @@ class MessageService:
         await self.folders.create(user_id, lineage(target), None, self.clock.now())
         created = await self.folders.mailbox(user_id, target)
         assert created is not None
-        uids = [m.uid for m in (await self.store.open(inbox.id)).messages]
+        uids = (await self.store.open(inbox.id)).uids
         if uids:
             await self.copy(inbox.id, uids, created.id, move=True)
 

@@ -10,18 +10,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
+
+_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = str(root)
 
     def path(self, key: str) -> Path:
-        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+        return Path(self._path(key))
+
+    def _path(self, key: str) -> str:
+        if _KEY.fullmatch(key) is None:
             raise ValueError(f"not a blob key: {key!r}")
-        return self.root / key[:2] / key[2:4] / key
+        return f"{self._root}/{key[:2]}/{key[2:4]}/{key}"
 
     @staticmethod
     def key_for(data: bytes, salt: bytes = b"") -> str:
@@ -73,8 +80,8 @@ class BlobStore:
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes]:
         """Several blobs read in one thread hop (cheaper than one hop per small file)."""
-        paths = [self.path(k) for k in keys]
-        return await asyncio.to_thread(lambda: [p.read_bytes() for p in paths])
+        paths = [self._path(k) for k in keys]
+        return await asyncio.to_thread(_read_all, paths)
 
     async def discard(self, keys: list[str]) -> None:
         """Delete private (salted) blobs whose owner is gone. Missing ones are fine: a
@@ -85,6 +92,14 @@ class BlobStore:
     def _discard(self, keys: list[str]) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
+
+
+def _read_all(paths: list[str]) -> list[bytes]:
+    out = []
+    for path in paths:
+        with open(path, "rb") as f:
+            out.append(f.read())
+    return out
 
 
 def _fsync_dir(directory: Path) -> None:

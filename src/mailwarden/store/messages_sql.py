@@ -30,12 +30,12 @@ from mailwarden.core.errors import NotFound, QuotaExceeded
 from mailwarden.store.batch import GroupCommit
 from mailwarden.store.db import Database
 from mailwarden.store.folders_sql import charge
-from mailwarden.store.mailbox_rows import mailbox_record, mailbox_stats_query
 from mailwarden.store.records import (
     BodyRef,
     Delivery,
     FlagChange,
     MailboxChanges,
+    MailboxRecord,
     MailboxView,
     MessageMeta,
     NewMessage,
@@ -128,6 +128,20 @@ def _meta(r: Any) -> MessageMeta:
 
 
 _META_COLS = (messages.c.uid, messages.c.modseq, messages.c.flags, messages.c.size)
+_META_BY_MAILBOX = (
+    select(*_META_COLS).where(messages.c.mailbox_id == bindparam("p_id")).order_by(messages.c.uid)
+)
+_META_SQL = "SELECT uid, modseq, flags, size FROM messages WHERE mailbox_id = ? ORDER BY uid"
+
+
+def _meta_rows(c: Connection, mailbox_id: int) -> list[tuple[int, int, str, int]]:
+    """SQLite: every message's (uid, modseq, flags, size) straight from the driver, in the
+    same transaction; building 10,000 SQLAlchemy rows would cost several times more."""
+    cursor = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return list(cursor.execute(_META_SQL, (mailbox_id,)).fetchall())
+    finally:
+        cursor.close()
 
 
 class MessageStore:
@@ -139,17 +153,32 @@ class MessageStore:
 
     async def open(self, mailbox_id: int) -> MailboxView:
         """The mailbox and all its messages (no \\Recent claim; see :meth:`claim_recent`)."""
+        sqlite = self.db.is_sqlite
 
         def run(c: Connection) -> MailboxView | None:
-            mb = c.execute(mailbox_stats_query(mailboxes.c.id == mailbox_id)).first()
+            mb = c.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).first()
             if mb is None:
                 return None
-            rows = c.execute(
-                select(*_META_COLS)
-                .where(messages.c.mailbox_id == mailbox_id)
-                .order_by(messages.c.uid)
-            ).all()
-            return MailboxView(mailbox_record(mb), [_meta(r) for r in rows])
+            record = MailboxRecord(
+                mb.id,
+                mb.user_id,
+                mb.name,
+                mb.special_use,
+                mb.uidvalidity,
+                mb.uidnext,
+                mb.highestmodseq,
+                mb.first_recent_uid,
+            )
+            rows = (
+                _meta_rows(c, mailbox_id)
+                if sqlite
+                else c.execute(_META_BY_MAILBOX, {"p_id": mailbox_id}).all()
+            )
+            folded: dict[str, tuple[str, ...]] = {}
+            flags = [folded.get(r[2]) or folded.setdefault(r[2], split_flags(r[2])) for r in rows]
+            return MailboxView(
+                record, [r[0] for r in rows], [r[1] for r in rows], flags, [r[3] for r in rows]
+            )
 
         view = await self.db.read(run)
         if view is None:

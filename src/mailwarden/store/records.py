@@ -58,15 +58,19 @@ class MessageMeta:
 
 @dataclass(frozen=True, slots=True)
 class MailboxView:
-    """A mailbox opened for a session: its state and every message, by ascending UID.
+    """A mailbox opened for a session: its state and every message, as parallel lists
+    by ascending UID (10,000 messages are four lists, not 10,000 objects).
 
-    ``recent_from``: UIDs at or above it are \\Recent for this session (RFC 3501 §2.3.2);
-    0 when the session claimed none (EXAMINE, or another session was first).
+    ``recent``: the UID range [from, to) this session claimed as \\Recent (RFC 3501
+    §2.3.2); (0, 0) when it claimed none (EXAMINE, or another session was first).
     """
 
     mailbox: MailboxRecord
-    messages: list[MessageMeta]
-    recent_from: int = 0
+    uids: list[int]
+    modseqs: list[int]
+    flags: list[tuple[str, ...]]
+    sizes: list[int]
+    recent: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class MailboxChanges:
     uidnext: int
     changed: list[MessageMeta]  # new or changed messages, ascending UID
     expunged: list[int]  # UIDs expunged, ascending
-    recent_from: int = 0  # new messages this session claimed as \\Recent (0: none)
+    recent: tuple[int, int] = (0, 0)  # UIDs [from, to) this session claimed as \\Recent
     exists: bool = True  # False once the mailbox was deleted or renamed away
 
 

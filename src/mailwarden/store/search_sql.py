@@ -25,6 +25,13 @@ from mailwarden.store.tables import (
     search_text,
 )
 
+_FTS_MATCHES = text(
+    "SELECT m.uid, s.headers FROM search_fts AS f "
+    "CROSS JOIN search_text AS s ON s.id = f.rowid "
+    "CROSS JOIN messages AS m ON m.blob = s.blob "
+    "WHERE search_fts MATCH :q AND +m.mailbox_id = :mb"  # "+": look messages up by blob
+)
+
 
 class SearchIndexStore:
     """Reads and fills the search index (see the module docstring)."""
@@ -63,22 +70,24 @@ class SearchIndexStore:
         sqlite = self.db.is_sqlite
 
         def run(c: Connection) -> list[tuple[int, str]]:
-            base = select(messages.c.uid, search_text.c.headers).select_from(
-                messages.join(search_text, search_text.c.blob == messages.c.blob)
-            )
-            col = search_text.c[column]
-            cond: Any
             if sqlite and len(needle) >= 3:
-                # FTS5 trigram: a phrase is a substring match; case folded by the tokenizer.
+                # FTS5 trigram: a phrase is a substring match, case-folded by the
+                # tokenizer. The index drives the join (CROSS JOIN fixes SQLite's order),
+                # so the cost follows the hits, not the mailbox's size.
                 phrase = '"' + needle.replace('"', '""') + '"'
-                cond = text(
-                    "search_text.id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :q)"
-                ).bindparams(q=f"{column} : {phrase}")
-            elif sqlite:
-                cond = col.like(_like(needle), escape="\\")
-            else:
-                cond = col.ilike(_like(needle), escape="\\")
-            q = base.where(and_(messages.c.mailbox_id == mailbox_id, cond))
+                params = {"q": f"{column} : {phrase}", "mb": mailbox_id}
+                return [(int(r[0]), r[1]) for r in c.execute(_FTS_MATCHES, params)]
+            col = search_text.c[column]
+            cond = (
+                col.like(_like(needle), escape="\\")
+                if sqlite
+                else col.ilike(_like(needle), escape="\\")
+            )
+            q = (
+                select(messages.c.uid, search_text.c.headers)
+                .select_from(messages.join(search_text, search_text.c.blob == messages.c.blob))
+                .where(and_(messages.c.mailbox_id == mailbox_id, cond))
+            )
             return [(int(r.uid), r.headers) for r in c.execute(q)]
 
         return await self.db.read(run)

@@ -8,6 +8,8 @@ rendered, waiting for the socket every few hundred KB, so memory stays bounded.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 from mailwarden.imap.commands import SELECTED, command
@@ -21,7 +23,8 @@ from mailwarden.imap.wire.sequence import SequenceSet, format_numbers
 from mailwarden.imap.wire.tokens import ImapSyntaxError, Token
 from mailwarden.store.records import BodyRef
 
-BATCH = 64  # bodies read per worker-thread hop
+BATCH = 256  # messages read per worker-thread hop
+BATCH_BYTES = 4 * 1024 * 1024  # ... and at most this many bytes of them
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # INTERNALDATE is never rendered from this
 
 
@@ -72,7 +75,7 @@ async def _mark_seen(
     if not todo:
         return set()
     result = await s.ctx.messages.store_flags(sel.id, todo, "add", ["\\Seen"])
-    sel.update(result.changed)
+    sel.update(result.changed, result.highestmodseq)
     return {m.uid for m in result.changed}
 
 
@@ -96,18 +99,59 @@ def _from_view(
         s.write(render_fetch(msg, req, uid=uid, seen_added=msg.uid in seen))
 
 
+def _batches(sel: Selected, indexes: list[int]) -> list[list[int]]:
+    """Consecutive groups of at most BATCH messages and BATCH_BYTES (one huge message
+    alone), so a FETCH of big messages never holds more than a few MB at once."""
+    out: list[list[int]] = []
+    part: list[int] = []
+    size = 0
+    for i in indexes:
+        if part and (len(part) >= BATCH or size + sel.sizes[i] > BATCH_BYTES):
+            out.append(part)
+            part, size = [], 0
+        part.append(i)
+        size += sel.sizes[i]
+    if part:
+        out.append(part)
+    return out
+
+
+async def _load(
+    s: ImapSession, sel: Selected, part: list[int], body: bool
+) -> list[tuple[int, BodyRef, bytes | None]]:
+    """Rows (and bytes, when needed) of one batch; messages expunged meanwhile drop out."""
+    refs = {r.uid: r for r in await s.ctx.messages.bodies(sel.id, [sel.uids[i] for i in part])}
+    present = [i for i in part if sel.uids[i] in refs]
+    raws: list[bytes | None] = [None] * len(present)
+    if body:
+        raws = list(await s.ctx.messages.read_many([refs[sel.uids[i]].blob for i in present]))
+    return [(i, refs[sel.uids[i]], raw) for i, raw in zip(present, raws, strict=True)]
+
+
 async def _with_rows(
     s: ImapSession, sel: Selected, indexes: list[int], req: FetchRequest, uid: bool, seen: set[int]
 ) -> None:
     body = needs_body(req)
-    for start in range(0, len(indexes), BATCH):
-        part = indexes[start : start + BATCH]
-        refs = {r.uid: r for r in await s.ctx.messages.bodies(sel.id, [sel.uids[i] for i in part])}
-        present = [i for i in part if sel.uids[i] in refs]
-        raws: list[bytes | None] = [None] * len(present)
-        if body:
-            raws = list(await s.ctx.messages.read_many([refs[sel.uids[i]].blob for i in present]))
-        for i, raw in zip(present, raws, strict=True):
-            msg = _message(sel, i, refs[sel.uids[i]], raw)
-            s.write(render_fetch(msg, req, uid=uid, seen_added=msg.uid in seen))
-            await s.maybe_flush()
+    batches = _batches(sel, indexes)
+    ahead: asyncio.Task[list[tuple[int, BodyRef, bytes | None]]] | None = None
+    if batches:
+        ahead = asyncio.ensure_future(_load(s, sel, batches[0], body))
+    try:
+        for n in range(len(batches)):
+            assert ahead is not None
+            loaded = await ahead
+            # read the next batch while this one is rendered and sent
+            ahead = (
+                asyncio.ensure_future(_load(s, sel, batches[n + 1], body))
+                if n + 1 < len(batches)
+                else None
+            )
+            for i, ref, raw in loaded:
+                msg = _message(sel, i, ref, raw)
+                s.write(render_fetch(msg, req, uid=uid, seen_added=msg.uid in seen))
+                await s.maybe_flush()
+    finally:
+        if ahead is not None:  # the command failed or the client went away
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead

@@ -35,7 +35,7 @@ async def store(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done:
     indexes = sel.resolve(req.numbers, uid=uid)
     uids = [sel.uids[i] for i in indexes if sel.uids[i] not in sel.pending_expunge]
     result = await s.ctx.messages.store_flags(sel.id, uids, req.mode, req.flags, req.unchangedsince)
-    sel.update(result.changed)
+    sel.update(result.changed, result.highestmodseq)
     # §6.4.6: without .SILENT, the new flags of every message; RFC 7162 §3.1.3: with
     # CONDSTORE, the changed messages' MODSEQ even after .SILENT.
     if not req.silent:
