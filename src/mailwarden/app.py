@@ -304,6 +304,15 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
 
 
 def _bind(listener: Listener) -> socket.socket:
+    sock = _listen(listener)
+    # Replies go out as soon as they are written (no Nagle delay behind an unacknowledged
+    # segment). asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which
+    # create_server does not use; on Linux accepted connections inherit it from here.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _listen(listener: Listener) -> socket.socket:
     if listener.address == "*":  # every address, IPv6 and IPv4 on one socket where possible
         if socket.has_dualstack_ipv6():
             return socket.create_server(

@@ -102,8 +102,9 @@ class FolderService:
         ordered = sorted(names, key=lambda n: (n != "INBOX", n))
         return [Folder(n, by_name.get(n), n in parents, n in subscribed) for n in ordered]
 
-    async def get(self, user_id: int, name: str) -> MailboxRecord:
-        record = await self.store.mailbox(user_id, normalize(name))
+    async def get(self, user_id: int, name: str, *, counts: bool = False) -> MailboxRecord:
+        """The mailbox (``counts``: with its message, unseen and size totals)."""
+        record = await self.store.mailbox(user_id, normalize(name), counts=counts)
         if record is None:
             raise NotFound(f"mailbox {name} does not exist")
         return record

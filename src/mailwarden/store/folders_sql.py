@@ -23,7 +23,12 @@ from sqlalchemy.exc import IntegrityError
 
 from mailwarden.core.errors import AlreadyExists, NotFound
 from mailwarden.store.db import Database
-from mailwarden.store.mailbox_rows import insert_mailboxes, mailbox_record, mailbox_stats_query
+from mailwarden.store.mailbox_rows import (
+    insert_mailboxes,
+    mailbox_record,
+    mailbox_row,
+    mailbox_stats_query,
+)
 from mailwarden.store.records import (
     MailboxRecord,
 )
@@ -48,17 +53,21 @@ class FolderStore:
         return {int(r.id): int(r.highestmodseq) for r in rows}
 
     async def mailboxes(self, user_id: int) -> list[MailboxRecord]:
-        return [
-            mailbox_record(r)
-            for r in await self.db.read(
-                lambda c: c.execute(mailbox_stats_query(mailboxes.c.user_id == user_id)).all()
-            )
-        ]
+        """The user's mailboxes, without counts (LIST needs none)."""
+        q = select(mailboxes).where(mailboxes.c.user_id == user_id).order_by(mailboxes.c.id)
+        return [mailbox_row(r) for r in await self.db.read(lambda c: c.execute(q).all())]
 
-    async def mailbox(self, user_id: int, name: str) -> MailboxRecord | None:
-        q = mailbox_stats_query(mailboxes.c.user_id == user_id).where(mailboxes.c.name == name)
+    async def mailbox(
+        self, user_id: int, name: str, *, counts: bool = False
+    ) -> MailboxRecord | None:
+        """One mailbox by name; ``counts`` adds messages/unseen/size (STATUS), which
+        costs a pass over its messages."""
+        where = and_(mailboxes.c.user_id == user_id, mailboxes.c.name == name)
+        q = mailbox_stats_query(where) if counts else select(mailboxes).where(where)
         row = await self.db.read(lambda c: c.execute(q).first())
-        return mailbox_record(row) if row else None
+        if row is None:
+            return None
+        return mailbox_record(row) if counts else mailbox_row(row)
 
     async def recent_count(self, mailbox_id: int) -> int:
         q = (

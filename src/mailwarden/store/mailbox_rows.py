@@ -35,6 +35,20 @@ def mailbox_stats_query(where: Any) -> Any:
     )
 
 
+def mailbox_row(r: Any) -> MailboxRecord:
+    """A mailbox without its counts (a plain ``mailboxes`` row)."""
+    return MailboxRecord(
+        r.id,
+        r.user_id,
+        r.name,
+        r.special_use,
+        r.uidvalidity,
+        r.uidnext,
+        r.highestmodseq,
+        r.first_recent_uid,
+    )
+
+
 def mailbox_record(r: Row[Any]) -> MailboxRecord:
     return MailboxRecord(
         r.id,

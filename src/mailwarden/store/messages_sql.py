@@ -30,12 +30,12 @@ from mailwarden.core.errors import NotFound, QuotaExceeded
 from mailwarden.store.batch import GroupCommit
 from mailwarden.store.db import Database
 from mailwarden.store.folders_sql import charge
+from mailwarden.store.mailbox_rows import mailbox_row
 from mailwarden.store.records import (
     BodyRef,
     Delivery,
     FlagChange,
     MailboxChanges,
-    MailboxRecord,
     MailboxView,
     MessageMeta,
     NewMessage,
@@ -159,16 +159,7 @@ class MessageStore:
             mb = c.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).first()
             if mb is None:
                 return None
-            record = MailboxRecord(
-                mb.id,
-                mb.user_id,
-                mb.name,
-                mb.special_use,
-                mb.uidvalidity,
-                mb.uidnext,
-                mb.highestmodseq,
-                mb.first_recent_uid,
-            )
+            record = mailbox_row(mb)
             rows = (
                 _meta_rows(c, mailbox_id)
                 if sqlite

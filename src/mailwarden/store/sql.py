@@ -209,7 +209,8 @@ class SqlStore:
     async def get_mailbox(self, user_id: int, name: str) -> MailboxRecord | None:
         # RFC 3501 §5.1: INBOX is case-insensitive; other names are exact.
         wanted = "INBOX" if name.upper() == "INBOX" else name
-        row = await self._first(_mailbox_query(user_id).where(mailboxes.c.name == wanted))
+        where = and_(mailboxes.c.user_id == user_id, mailboxes.c.name == wanted)
+        row = await self._first(mailbox_stats_query(where))
         return mailbox_record(row) if row else None
 
     # -- messages ------------------------------------------------------------------

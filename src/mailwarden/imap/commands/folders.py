@@ -131,7 +131,9 @@ async def _list_line(s: ImapSession, kind: bytes, folder: Folder, req: ListReque
         untagged(kind, encode_list([Atom(a) for a in attrs]), _DELIM, encode_mailbox(folder.name))
     )
     if req.status_items and folder.record is not None:  # RFC 5819 §2
-        await _status_line(s, folder.record, req.status_items)
+        assert s.user is not None
+        record = await s.ctx.folders.get(s.user.id, folder.name, counts=True)
+        await _status_line(s, record, req.status_items)
 
 
 def _wants_subscribed(req: ListRequest) -> bool:
@@ -142,7 +144,7 @@ def _wants_subscribed(req: ListRequest) -> bool:
 async def status_(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done:
     req = parse_status(args)
     assert s.user is not None
-    record = await s.ctx.folders.get(s.user.id, s.mailbox_name(req.mailbox))
+    record = await s.ctx.folders.get(s.user.id, s.mailbox_name(req.mailbox), counts=True)
     await _status_line(s, record, req.items)
     return Done(text="STATUS completed")
 
