@@ -76,20 +76,16 @@ def _idle_until(
     return got
 
 
-def test_idle_sees_smtp_delivery_within_a_second(srv: ServerThread) -> None:
+def test_idle_sees_smtp_delivery(srv: ServerThread) -> None:
     c = client(srv)
     c.select_folder("INBOX")
     c.idle()
-    t0 = time.monotonic()
     deliver(srv, message("wake up"))
-    delivered = time.monotonic()
-    got = _idle_until(c, lambda r: (1, b"EXISTS") in r, 5)
-    seen = time.monotonic()
+    # How fast is bench/imap.py's business ("IDLE: delivery acknowledged -> * n EXISTS");
+    # here: the EXISTS comes while the client is still in the same IDLE.
+    got = _idle_until(c, lambda r: (1, b"EXISTS") in r, 30)
     c.idle_done()
     assert (1, b"EXISTS") in got
-    # The issue asks for "within a second"; measured from the SMTP 250 to the EXISTS line.
-    # Timing is a benchmark's business (bench/imap.py); here only a generous sanity bound.
-    assert seen - delivered < 5 and delivered >= t0
     c.logout()
 
 

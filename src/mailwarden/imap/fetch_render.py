@@ -23,7 +23,7 @@ BODY[TEXT] and RFC822*, which only need the end of the top-level header.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -143,6 +143,7 @@ _VALUES: dict[int, Callable[[FetchMessage], int | bytes]] = {
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
+    codes: tuple[int, ...]  # the buffered items, in response order
     head: tuple[Callable[[FetchMessage], int | bytes], ...]  # values of the buffered items
     head_format: bytes  # "UID %d FLAGS (%s)"
     rest: tuple[tuple[FetchItem, bytes], ...]  # the other items with their response names
@@ -171,7 +172,8 @@ def _make_plan(
         head.append(_FLAGS)  # RFC 3501 §6.4.5: a \Seen change is reported in FETCH
     head_format = b" ".join(_FORMATS[code] for code in head)
     line_format = b"* %d FETCH (" + head_format + b")\r\n"
-    return _Plan(tuple(_VALUES[code] for code in head), head_format, tuple(rest), line_format)
+    values = tuple(_VALUES[code] for code in head)
+    return _Plan(tuple(head), values, head_format, tuple(rest), line_format)
 
 
 def _response_name(item: BodySection | BinarySection | BinarySize) -> bytes:
@@ -348,6 +350,33 @@ def render_fetch(
         out.append(b" ")
     out[-1] = b")\r\n"
     return b"".join(out)
+
+
+def render_meta(
+    req: FetchRequest,
+    *,
+    uid: bool,
+    seqs: Sequence[int],
+    uids: Sequence[int],
+    flags: Sequence[tuple[str, ...]],
+    modseqs: Sequence[int],
+    sizes: Sequence[int],
+) -> list[bytes]:
+    """Responses for many messages at once when only UID, FLAGS, RFC822.SIZE and MODSEQ
+    are asked for (``FETCH 1:* (UID FLAGS RFC822.SIZE)``): the same bytes as
+    :func:`render_fetch`, built column by column (one formatting call per message)."""
+    plan = _plan_for(req, uid, False, False)
+    if plan.rest or _DATE in plan.codes:
+        raise ValueError("render_meta is only for UID/FLAGS/RFC822.SIZE/MODSEQ")
+    columns: dict[int, Sequence[int] | list[bytes]] = {
+        _UID: uids,
+        _SIZE: sizes,
+        _MODSEQ: modseqs,
+    }
+    if _FLAGS in plan.codes:
+        columns[_FLAGS] = [_flag_list(f) for f in flags]
+    fmt = plan.line_format
+    return [fmt % row for row in zip(seqs, *(columns[c] for c in plan.codes), strict=True)]
 
 
 def render_flags(seq: int, uid: int | None, flags: tuple[str, ...], modseq: int | None) -> bytes:

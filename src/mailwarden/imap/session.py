@@ -38,6 +38,7 @@ NOT_AUTH, AUTH, SELECTED, LOGOUT = "not authenticated", "authenticated", "select
 PREAUTH_LITERAL = 16 * 1024  # before login, no literal needs more (LOGIN user/password)
 FLUSH_AT = 256 * 1024  # bytes of response buffered before waiting for the socket
 READ_SIZE = 256 * 1024
+SLOW_COMMAND = 5.0  # seconds; a command slower than this is logged
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -250,6 +251,7 @@ class ImapSession:
             self.write(status(cmd.tag, "BAD", f"{name} is not valid in the {self.state} state"))
             return
         self.busy = True
+        started = asyncio.get_running_loop().time()
         try:
             try:
                 done = await spec.handler(self, cmd.tag, args, uid)
@@ -260,6 +262,9 @@ class ImapSession:
             await self.sync(expunge=spec.allows_expunge or uid)
         finally:
             self.busy = False
+            took = asyncio.get_running_loop().time() - started
+            if took > SLOW_COMMAND and name != "IDLE":  # the name only: arguments may be secret
+                log.warning("IMAP %s from %s took %.1f s", name, self.ip, took)
         if not done.sent:
             self.write(status(cmd.tag, done.kind, done.text, done.code))
 

@@ -13,7 +13,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from mailwarden.imap.commands import SELECTED, command
-from mailwarden.imap.fetch_render import FetchMessage, needs_body, render_fetch
+from mailwarden.imap.fetch_render import FetchMessage, needs_body, render_fetch, render_meta
 from mailwarden.imap.selected import Selected
 from mailwarden.imap.session import Done, ImapSession
 from mailwarden.imap.wire.args import parse_sequence_set
@@ -94,9 +94,20 @@ def _message(sel: Selected, i: int, ref: BodyRef | None, raw: bytes | None) -> F
 def _from_view(
     s: ImapSession, sel: Selected, indexes: list[int], req: FetchRequest, uid: bool, seen: set[int]
 ) -> None:
-    for i in indexes:
-        msg = _message(sel, i, None, None)
-        s.write(render_fetch(msg, req, uid=uid, seen_added=msg.uid in seen))
+    """Metadata only: every value is in the view (render_meta builds all lines at once)."""
+    flags = sel.flags
+    shown = [sel.flags_of(i) for i in indexes] if sel.recent else [flags[i] for i in indexes]
+    uids, modseqs, sizes = sel.uids, sel.modseqs, sel.sizes
+    lines = render_meta(
+        req,
+        uid=uid,
+        seqs=[i + 1 for i in indexes],
+        uids=[uids[i] for i in indexes],
+        flags=shown,
+        modseqs=[modseqs[i] for i in indexes],
+        sizes=[sizes[i] for i in indexes],
+    )
+    s.write(b"".join(lines))
 
 
 def _batches(sel: Selected, indexes: list[int]) -> list[list[int]]:
