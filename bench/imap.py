@@ -48,7 +48,6 @@ import argparse
 import collections
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import queue
@@ -65,7 +64,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,68 +110,15 @@ OP_LABELS = {
     "idle": "IDLE: delivery acknowledged -> * n EXISTS",
 }
 TARGET_RATIO = 3.0
-# --nodelay-patch: a diagnostic, not the product. socket.create_server() makes sockets with
-# proto 0, and asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP,
-# so mailwarden's connections run with Nagle on. This launcher drops that check, to show
-# what the figures would be with TCP_NODELAY (as Dovecot has).
-NODELAY_LAUNCHER = """
-import asyncio.base_events as be, runpy, socket, sys
-def _set_nodelay(sock):
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-be._set_nodelay = _set_nodelay
-sys.argv = ["mailwarden", *sys.argv[1:]]
-runpy.run_module("mailwarden", run_name="__main__", alter_sys=True)
-"""
+sys.path.insert(0, str(HERE))
+import smtp_inbound as si  # noqa: E402  (shared bench helpers, as outbound.py uses them)
 
-
-class BenchAbort(RuntimeError):
-    """Something that makes the numbers meaningless."""
-
-
-def _load_module(name: str, path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"error: cannot import {path} (set MAILBENCH_DIR)")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bl: Any = _load_module("benchlib", SHARED_BENCH / "benchlib.py")  # cgroups, CPU accounting
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd: Sequence[str], *, inp: str | None = None, check: bool = True) -> str:
-    p = subprocess.run(list(cmd), input=inp, capture_output=True, text=True, check=False)
-    if check and p.returncode != 0:
-        raise BenchAbort(
-            f"command failed ({p.returncode}): {shlex.join(cmd)}\n{p.stdout[-2000:]}"
-            f"{p.stderr[-2000:]}"
-        )
-    return p.stdout
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def pct(values: Sequence[float], p: float) -> float | None:
-    s = sorted(values)
-    if not s:
-        return None
-    k = min(len(s) - 1, max(0, round(p / 100.0 * (len(s) - 1))))
-    return s[k]
+bl: Any = si.bl  # the shared harness's helpers (cgroups, CPU accounting)
+BenchAbort = si.BenchAbort
+log = si.log
+run = si.run
+port_free = si.port_free
+pct = si.pct
 
 
 # ============================================================================ servers
@@ -197,8 +142,6 @@ class Mailwarden:
         return run([*self.cmd, *argv, "--config", str(self.config)], inp=inp)
 
     def run_argv(self) -> list[str]:
-        if self.args.nodelay_patch:
-            return [sys.executable, "-c", NODELAY_LAUNCHER, "run", "--config", str(self.config)]
         return [*self.cmd, "run", "--config", str(self.config)]
 
     def setup(self) -> None:
@@ -942,11 +885,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--mw-set", action="append", default=[], help="mailwarden key=value")
     ap.add_argument(
-        "--nodelay-patch",
-        action="store_true",
-        help="diagnostic: start mailwarden with TCP_NODELAY forced on (see NODELAY_LAUNCHER)",
-    )
-    ap.add_argument(
         "--reuse",
         default=None,
         help="work dir of an earlier run (--keep or not) whose mailwarden already holds the "
@@ -1041,10 +979,9 @@ def report(result: dict[str, Any], args: argparse.Namespace, mw: Mailwarden) -> 
     )
     problems += mw.log_problems()
     load = result["load"]
-    patched = " — mailwarden with --nodelay-patch (TCP_NODELAY forced on)" * args.nodelay_patch
     print(
         f"\n# IMAP: mailwarden vs Dovecot, {args.count} messages, {args.rounds} rounds "
-        f"(medians of the rounds [min–max]; ratio = mailwarden / Dovecot, target ≤ 3×){patched}\n"
+        f"(medians of the rounds [min–max]; ratio = mailwarden / Dovecot, target ≤ 3×)\n"
     )
     v0, v1 = result["version_start"], result["version_end"]
     print(
