@@ -240,7 +240,6 @@ class App:
         implicit = listener.tls == "implicit"
         ctx = ImapContext(
             settings=self.settings.imap,
-            hostname=self.settings.hostname,
             appendlimit=self.settings.limits.max_message_size,
             tls=tls if listener.tls == "starttls" else None,
             accounts=s.accounts,
@@ -248,7 +247,6 @@ class App:
             folders=s.folders,
             messages=s.messages,
             notifier=s.notifier,
-            clock=s.clock,
             gate=gate,
             implicit_tls=implicit,
         )

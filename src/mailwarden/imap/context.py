@@ -7,7 +7,6 @@ import ssl
 from dataclasses import dataclass, field
 
 from mailwarden.config.schema import ImapSettings
-from mailwarden.core.clock import Clock
 from mailwarden.services.accounts import AccountService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.folders import FolderService
@@ -19,7 +18,6 @@ from mailwarden.smtp.server import ConnectionGate
 @dataclass
 class ImapContext:
     settings: ImapSettings
-    hostname: str
     appendlimit: int  # RFC 7889 APPENDLIMIT: the largest message APPEND accepts
     tls: ssl.SSLContext | None
     accounts: AccountService
@@ -27,7 +25,6 @@ class ImapContext:
     folders: FolderService
     messages: MessageService
     notifier: ChangeNotifier
-    clock: Clock
     gate: ConnectionGate
     implicit_tls: bool = False
     plaintext_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(

@@ -155,10 +155,11 @@ class Selected:
             out = [untagged(b"VANISHED", format_numbers(gone).encode("ascii"))]
         else:  # highest first, so the numbers still to come are not shifted (§7.4.1)
             out = [untagged(b"%d" % (i + 1), b"EXPUNGE") for i in reversed(doomed)]
-        keep = set(range(len(self.uids))) - set(doomed)
-        for name in ("uids", "flags", "modseqs", "sizes"):
-            values: list[object] = getattr(self, name)
-            setattr(self, name, [values[i] for i in sorted(keep)])
+        keep = [i for i, u in enumerate(self.uids) if u not in gone]
+        self.uids = [self.uids[i] for i in keep]
+        self.flags = [self.flags[i] for i in keep]
+        self.modseqs = [self.modseqs[i] for i in keep]
+        self.sizes = [self.sizes[i] for i in keep]
         self.recent -= gone
         self.told_exists = self.count
         self.told_recent = len(self.recent)

@@ -28,7 +28,7 @@ from mailwarden.imap.search_eval import BadCharset
 from mailwarden.imap.selected import Selected
 from mailwarden.imap.wire.encode import Code, continuation, decode_mailbox, status, untagged
 from mailwarden.imap.wire.reader import CommandReader, Malformed, NeedContinuation, RawCommand
-from mailwarden.imap.wire.tokens import Atom, ImapSyntaxError, Token
+from mailwarden.imap.wire.tokens import Atom, ImapSyntaxError
 from mailwarden.services.folders import InvalidName
 from mailwarden.store.records import UserRecord
 
@@ -341,9 +341,3 @@ class ImapSession:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
-
-
-def args_exactly(args: list[Token], n: int, name: str) -> list[Token]:
-    if len(args) != n:
-        raise ImapSyntaxError(f"{name} takes {n} argument{'s' if n != 1 else ''}")
-    return args

@@ -142,7 +142,7 @@ class FolderService:
         if not await self.store.unsubscribe(user_id, normalize(name)):
             raise NotFound(f"not subscribed to {name}")
 
-    async def quota(self, user_id: int) -> tuple[int, int, int]:
+    async def quota(self, user_id: int) -> tuple[int, int]:
         return await self.store.quota(user_id)
 
     async def recent(self, mailbox_id: int) -> int:

@@ -140,9 +140,6 @@ class MessageService:
     async def bodies(self, mailbox_id: int, uids: Sequence[int]) -> list[BodyRef]:
         return await self.store.bodies(mailbox_id, uids)
 
-    async def read(self, blob: str) -> bytes:
-        return await self.blobs.get(blob)
-
     async def read_many(self, blobs: Sequence[str]) -> list[bytes]:
         """Several bodies in one worker-thread hop (FETCH of many messages)."""
         return await self.blobs.get_many(blobs)

@@ -199,23 +199,13 @@ class FolderStore:
         )
         return await self.db.write(lambda c: int(c.execute(stmt).rowcount))
 
-    async def quota(self, user_id: int) -> tuple[int, int, int]:
-        """(bytes used, quota in bytes or 0, number of messages) for the user."""
-
-        def run(c: Connection) -> tuple[int, int, int]:
-            u = c.execute(
-                select(users.c.used_bytes, users.c.quota_bytes).where(users.c.id == user_id)
-            ).first()
-            if u is None:
-                raise NotFound("user no longer exists")
-            n = c.execute(
-                select(func.count())
-                .select_from(messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id))
-                .where(mailboxes.c.user_id == user_id)
-            ).scalar_one()
-            return int(u.used_bytes), int(u.quota_bytes), int(n)
-
-        return await self.db.read(run)
+    async def quota(self, user_id: int) -> tuple[int, int]:
+        """(bytes used, quota in bytes or 0) for the user."""
+        q = select(users.c.used_bytes, users.c.quota_bytes).where(users.c.id == user_id)
+        u = await self.db.read(lambda c: c.execute(q).first())
+        if u is None:
+            raise NotFound("user no longer exists")
+        return int(u.used_bytes), int(u.quota_bytes)
 
 
 def charge(c: Connection, user_id: int, delta: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -50,18 +51,9 @@ def mailbox_row(r: Any) -> MailboxRecord:
 
 
 def mailbox_record(r: Row[Any]) -> MailboxRecord:
-    return MailboxRecord(
-        r.id,
-        r.user_id,
-        r.name,
-        r.special_use,
-        r.uidvalidity,
-        r.uidnext,
-        r.highestmodseq,
-        r.first_recent_uid,
-        int(r.n or 0),
-        int(r.unseen or 0),
-        int(r.size or 0),
+    """A row of :func:`mailbox_stats_query`: the mailbox with its counts."""
+    return replace(
+        mailbox_row(r), messages=int(r.n or 0), unseen=int(r.unseen or 0), size=int(r.size or 0)
     )
 
 

@@ -196,12 +196,6 @@ class MessageStore:
 
         return await self.db.write(run)
 
-    async def recent_pending(self, mailbox_id: int) -> bool:
-        q = select(mailboxes.c.first_recent_uid < mailboxes.c.uidnext).where(
-            mailboxes.c.id == mailbox_id
-        )
-        return bool(await self.db.read(lambda c: c.execute(q).scalar()))
-
     async def changes(self, mailbox_id: int, since: int) -> MailboxChanges:
         """New and changed messages and expunged UIDs after mod-sequence ``since``."""
 

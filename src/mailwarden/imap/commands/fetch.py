@@ -59,7 +59,8 @@ async def fetch(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done:
 async def _vanished(s: ImapSession, sel: Selected, numbers: SequenceSet, since: int) -> None:
     """RFC 7162 §3.2.6: UIDs in the set expunged after ``since``."""
     gone = await s.ctx.messages.vanished(sel.id, since)
-    wanted = numbers.resolve(max([*gone, *(sel.uids[-1:] or [0])]))
+    largest = max(sel.uids[-1] if sel.uids else 0, max(gone, default=0))
+    wanted = numbers.resolve(largest)
     gone = [u for u in gone if u in wanted]
     if gone:
         s.write(untagged(b"VANISHED", b"(EARLIER)", format_numbers(gone).encode("ascii")))

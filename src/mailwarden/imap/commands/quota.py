@@ -18,7 +18,7 @@ ROOT = ""
 
 async def _quota_line(s: ImapSession) -> bytes | None:
     assert s.user is not None
-    used, limit, _count = await s.ctx.folders.quota(s.user.id)
+    used, limit = await s.ctx.folders.quota(s.user.id)
     if not limit:
         return None
     # RFC 9208 §5.1: "STORAGE" usage and limit in units of 1024 octets (rounded up).

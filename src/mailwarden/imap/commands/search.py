@@ -5,12 +5,13 @@ reading message files (``services/search_index.py``)."""
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from collections.abc import Sequence
 from typing import Literal
 
 from mailwarden.imap.commands import SELECTED, command
-from mailwarden.imap.search_eval import MessageFields, evaluate
+from mailwarden.imap.search_eval import MessageFields, evaluate, result_numbers, result_uids
 from mailwarden.imap.searchtext import header_values
 from mailwarden.imap.selected import Selected
 from mailwarden.imap.session import Done, ImapSession
@@ -40,10 +41,14 @@ class SessionSource:
         self._s = s
         self._sel = sel
         self.uids = sel.uids
-        self.flags = [sel.flags_of(i) for i in range(sel.count)]
         self.modseqs = sel.modseqs
         self.saved = sel.saved
         self._rows: list[SortRow] | None = None
+
+    @functools.cached_property
+    def flags(self) -> list[tuple[str, ...]]:
+        """Flags with \\Recent, built only when a flag key asks for them."""
+        return [self._sel.flags_of(i) for i in range(self._sel.count)]
 
     async def text_uids(
         self, field: str | None, needle: str, where: Literal["headers", "body"]
@@ -101,8 +106,8 @@ async def search(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done
     if req.returns is not None and "SAVE" in req.returns:
         sel.saved = []  # RFC 5182 §2.1: a failed SEARCH leaves an empty saved result
     found = await evaluate(req.query, SessionSource(s, sel), req.charset)
-    uids = [sel.uids[i] for i in found]
-    numbers = uids if uid else [i + 1 for i in found]
+    uids = result_uids(found, sel.uids)
+    numbers = uids if uid else result_numbers(found)
     top = max((sel.modseqs[i] for i in found), default=0) if modseq else 0
     if req.returns is None:
         tail = b" (MODSEQ %d)" % top if top else b""
@@ -134,8 +139,13 @@ def _esearch(tag: str, uid: bool, numbers: list[int], returns: frozenset[str], t
     return untagged(b"ESEARCH", *parts)
 
 
-async def _inputs(s: ImapSession, sel: Selected, found: list[int]) -> list[tuple[int, SortRow]]:
+async def _matching_rows(
+    s: ImapSession, sel: Selected, query: SearchKey, charset: str | None
+) -> list[tuple[int, SortRow]]:
+    """(index, row) of the messages matching ``query``, for SORT and THREAD; the rows are
+    read once, whether or not the query itself needed them."""
     source = SessionSource(s, sel)
+    found = await evaluate(query, source, charset)
     by_uid = {r.uid: r for r in await source.rows()}
     return [(i, by_uid[sel.uids[i]]) for i in found if sel.uids[i] in by_uid]
 
@@ -157,7 +167,6 @@ async def sort(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done:
         raise ImapSyntaxError("SORT=DISPLAY is not supported")
     sel = s.selected
     assert sel is not None
-    found = await evaluate(req.query, SessionSource(s, sel), req.charset)
     inputs = [
         SortInput(
             seq=i + 1,
@@ -170,7 +179,7 @@ async def sort(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done:
             size=r.size,
             uid=r.uid,
         )
-        for i, r in await _inputs(s, sel, found)
+        for i, r in await _matching_rows(s, sel, req.query, req.charset)
     ]
     ordered = sort_messages(inputs, criteria, uid=uid)
     s.write(untagged(b"SORT", *(b"%d" % n for n in ordered)))
@@ -182,8 +191,7 @@ async def thread(s: ImapSession, tag: str, args: list[Token], uid: bool) -> Done
     req = parse_thread(args)
     sel = s.selected
     assert sel is not None
-    found = await evaluate(req.query, SessionSource(s, sel), req.charset)
-    rows = await _inputs(s, sel, found)
+    rows = await _matching_rows(s, sel, req.query, req.charset)
     refs: dict[int, tuple[str, ...]] = {}
     if req.algorithm == "REFERENCES":
         headers = dict(await s.ctx.messages.text_uids(sel.id, "", "headers", sel.modseq))
