@@ -8,6 +8,7 @@ import signal
 import socket
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mailwarden.auth.dmarc import load_psl
@@ -18,6 +19,13 @@ from mailwarden.delivery.runner import QueueRunner
 from mailwarden.dns.resolver import DnsPythonResolver, Resolver
 from mailwarden.imap.context import ImapContext
 from mailwarden.imap.session import ImapSession
+from mailwarden.reputation.alerts import AlertService
+from mailwarden.reputation.classify import Classifier
+from mailwarden.reputation.engine import ReputationEngine
+from mailwarden.reputation.pauses import Pauses
+from mailwarden.reputation.policy.limits import LimitsTable
+from mailwarden.reputation.policy.warmup import load_schedules
+from mailwarden.reputation.providers import ProviderMap
 from mailwarden.services.accounts import AccountService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.bounces import BounceService
@@ -29,6 +37,7 @@ from mailwarden.services.notify import PollingNotifier
 from mailwarden.services.queue import QueueService
 from mailwarden.services.search_index import SearchIndexer
 from mailwarden.services.sending import SendingService
+from mailwarden.services.tenants import TenantGuard
 from mailwarden.smtp.inbound import InboundHandler
 from mailwarden.smtp.server import ConnectionGate, MailwardenSMTP, SessionLimits
 from mailwarden.smtp.submission import SubmissionHandler, SubmissionSMTP
@@ -40,6 +49,7 @@ from mailwarden.store.keys_sql import AuthFailureStore, DkimKeyStore
 from mailwarden.store.messages_sql import MessageStore
 from mailwarden.store.queue_sql import QueueStore
 from mailwarden.store.records import Delivered
+from mailwarden.store.reputation_sql import ReputationStore
 from mailwarden.store.search_sql import SearchIndexStore
 from mailwarden.store.sql import SqlStore
 from mailwarden.tlsconf import generate_self_signed, server_context
@@ -74,6 +84,10 @@ class Services:
     folders: FolderService
     messages: MessageService
     indexer: SearchIndexer
+    reputation_store: ReputationStore
+    alerts: AlertService
+    pauses: Pauses
+    tenants: TenantGuard
 
 
 async def build_services(
@@ -110,6 +124,11 @@ async def build_services(
     events = EventStore(db)
     dkim = DkimService(store, DkimKeyStore(db), clock, settings.dkim.rotation_grace)
     sending = SendingService(settings, accounts, local, blobs, queue, dkim, clock)
+    rep_store = ReputationStore(db)
+    alerts = AlertService(rep_store, clock)
+    pauses = Pauses(rep_store, clock)
+    guardrails = settings.reputation.guardrails
+    tenants = TenantGuard(queue, events, pauses, alerts, clock, guardrails)
     return Services(
         settings=settings,
         db=db,
@@ -131,6 +150,30 @@ async def build_services(
         folders=FolderService(folder_store, notifier, clock),
         messages=messages,
         indexer=indexer,
+        reputation_store=rep_store,
+        alerts=alerts,
+        pauses=pauses,
+        tenants=tenants,
+    )
+
+
+def build_engine(s: Services) -> ReputationEngine:
+    """The reputation engine of the process that runs the queue."""
+    r = s.settings.reputation
+    extra_rules = Path(r.rules_file) if r.rules_file else None
+    return ReputationEngine(
+        s.reputation_store,
+        s.events,
+        s.resolver,
+        s.clock,
+        r,
+        classifier=Classifier.load(extra=extra_rules),
+        providers=ProviderMap.load(extra=r.providers),
+        limits=LimitsTable.load(overrides=r.limits),
+        schedules=load_schedules(custom=r.warmup.custom),
+        alerts=s.alerts,
+        pauses=s.pauses,
+        source_ip=s.settings.delivery.source_address,
     )
 
 
@@ -143,6 +186,7 @@ class App:
     sockets: dict[str, socket.socket] | None = None  # pre-bound by the supervisor
     run_queue: bool = True  # one process per node runs the outbound queue
     runner: QueueRunner | None = None
+    engine: ReputationEngine | None = None
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
     _gates: list[ConnectionGate] = field(default_factory=list)
@@ -164,6 +208,8 @@ class App:
             self._servers.append(server)
         if self.run_queue:
             s = self.services
+            self.engine = build_engine(s)
+            await self.engine.start()
             self.runner = QueueRunner(
                 s.queue,
                 s.blobs,
@@ -172,7 +218,12 @@ class App:
                 s.clock,
                 self.settings.delivery,
                 helo=self.settings.hostname,
+                engine=self.engine,
+                max_token_wait=self.settings.reputation.max_token_wait,
+                max_hold=self.settings.reputation.max_hold_extension,
             )
+            self.engine.on_change.append(self.runner.wake)
+            self.engine.on_release.append(lambda: s.queue.retry_now(None, s.clock.now()))
             s.sending.on_enqueued = self.runner.wake
             await self.runner.start()
         log.info(
@@ -188,7 +239,9 @@ class App:
         submission = listener.protocol == "submission"
         handler: InboundHandler | SubmissionHandler
         if submission:
-            handler = SubmissionHandler(self.settings, s.accounts, s.guard, s.sending, s.clock)
+            handler = SubmissionHandler(
+                self.settings, s.accounts, s.guard, s.sending, s.clock, s.tenants
+            )
         else:
             handler = InboundHandler(
                 self.settings, s.accounts, s.local, s.resolver, s.clock, s.bounces
@@ -266,6 +319,9 @@ class App:
         if self.runner is not None:
             await self.runner.stop(grace)
             self.runner = None
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
         self._servers.clear()
         self._gates.clear()
         if self.services is not None:

@@ -65,6 +65,22 @@ def test_env_overrides(tmp_path: Path) -> None:
         ),
         ("hostname: a.example.test\nstorage:\n  url: mysql://x\n", "storage.url:"),
         ("hostname: [unclosed\n", "not valid YAML"),
+        (
+            "hostname: a.example.test\nreputation:\n  limits: {gmail: {rate: 5}}\n",
+            "limits.gmail.rate: unknown field",
+        ),
+        (
+            "hostname: a.example.test\nreputation:\n  breaker: {probez: 3}\n",
+            "reputation.breaker.probez: unknown key",
+        ),
+        (
+            "hostname: a.example.test\nreputation:\n  breaker: {backoffs: 5}\n",
+            "reputation.breaker.backoffs: expected a list",
+        ),
+        (
+            "hostname: a.example.test\nreputation:\n  warmup: {schedule: fast}\n",
+            "reputation.warmup: Value error, schedule: 'fast' is not one of",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> None:

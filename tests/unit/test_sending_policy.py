@@ -54,6 +54,18 @@ def test_default_schedule_gives_up_after_5_days() -> None:
     assert 30 <= attempts <= 40  # 5 min doubling to 4 h over 5 days
 
 
+def test_time_held_by_our_own_policy_extends_the_lifetime() -> None:
+    near_end = T0 + timedelta(days=4, hours=23)
+    d = decide(421, "4.7.0", attempts=30, created_at=T0, now=near_end, s=S)
+    assert d.state == "bounced" and d.expired  # the next retry would pass 5 days
+    held = 2 * 86_400.0  # two days waiting for a warm-up cap / an open breaker
+    d = decide(421, "4.7.0", attempts=30, created_at=T0, now=near_end, s=S, held_seconds=held)
+    assert d.state == "deferred"
+    late = T0 + timedelta(days=6, hours=23, minutes=30)
+    d = decide(421, "4.7.0", attempts=31, created_at=T0, now=late, s=S, held_seconds=held)
+    assert d.state == "bounced" and d.expired  # held time extends, it does not reset
+
+
 @pytest.mark.parametrize(
     ("code", "enhanced", "kind"),
     [

@@ -13,6 +13,7 @@ import yaml
 from mailwarden.cli.admin import alias_app, domain_app, user_app
 from mailwarden.cli.common import EXIT_CONFIG, EXIT_ERROR, ConfigOpt, fail, settings_or_exit
 from mailwarden.cli.mail import mailbox_app, message_app
+from mailwarden.cli.reputation import reputation_app
 from mailwarden.cli.sending import auth_app, dkim_app, events_app, queue_app
 from mailwarden.config.schema import default_listeners
 
@@ -32,6 +33,7 @@ app.add_typer(dkim_app, name="dkim")
 app.add_typer(queue_app, name="queue")
 app.add_typer(auth_app, name="auth")
 app.add_typer(events_app, name="events")
+app.add_typer(reputation_app, name="reputation")
 
 PRODUCTION_PORTS = {
     "mx": 25,

@@ -274,6 +274,113 @@ class DkimSettings(_Strict):
     )
 
 
+class GuardrailConfig(_Strict):
+    """Per-account ceilings and anomaly detection (a compromised-credential signal)."""
+
+    hourly_limit: int = Field(5000, ge=0, description="Recipients per account per hour; 0: none.")
+    daily_limit: int = Field(50000, ge=0, description="Recipients per account per day; 0: none.")
+    spike_factor: float = Field(
+        10.0, gt=1, description="Pause an account whose last hour exceeds this × its baseline."
+    )
+    spike_min: int = Field(
+        500, ge=1, description="... and that sent at least this many recipients in the hour."
+    )
+    new_recipient_min: int = Field(
+        300, ge=1, description="Pause on this many first-time recipients within an hour ..."
+    )
+    new_recipient_fraction: float = Field(
+        0.9, gt=0, le=1, description="... that are at least this fraction of the hour's."
+    )
+
+
+class WarmupConfig(_Strict):
+    enabled: bool = Field(
+        True, description="Cap new sending domains and IPs per provider per day (warm-up)."
+    )
+    schedule: str = Field(
+        "moderate",
+        description="Warm-up schedule: moderate (14 days), conservative, aggressive, or a "
+        "name from custom.",
+    )
+    custom: dict[str, list[int]] = Field(
+        default_factory=dict, description="Named custom schedules: daily caps, day 1 first."
+    )
+    day_seconds: float = Field(86_400.0, gt=0, description="Length of a warm-up day (seconds).")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> WarmupConfig:
+        from mailwarden.reputation.policy.warmup import load_schedules
+
+        known = load_schedules(custom=self.custom)  # checks the custom schedules
+        if self.schedule not in known:
+            raise ValueError(
+                f"schedule: {self.schedule!r} is not one of {', '.join(sorted(known))}"
+            )
+        return self
+
+
+class ReputationSettings(_Strict):
+    """The reputation engine: per-provider lanes, AIMD rate, breakers, warm-up, guardrails."""
+
+    enabled: bool = Field(
+        True, description="Shape outbound mail per provider; false: record events only."
+    )
+    rules_file: str = Field(
+        "", description="Extra reply-classification rules (YAML), tried before the built-in."
+    )
+    providers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Extra provider MX patterns, tried first: {gmail: ['*.google.com']}.",
+    )
+    limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-provider limit overrides: {gmail: {messages_per_hour: 2000, "
+        "connections: 5, messages_per_connection: 50, floor_per_hour: 60, cap_per_hour: 20000}}.",
+    )
+    aimd: dict[str, float] = Field(
+        default_factory=dict,
+        description="AIMD overrides: decrease, increase_after, increase_fraction, cut_cooldown, "
+        "max_retry_after.",
+    )
+    breaker: dict[str, float | list[float]] = Field(
+        default_factory=dict,
+        description="Circuit-breaker overrides: complaint_rate, complaint_min_sample, "
+        "bounce_rate, bounce_min_sample, block_count, backoffs (seconds), probes, forget_after.",
+    )
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
+    max_token_wait: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a delivery waits for its lane's rate before it is "
+        "put back in the queue instead.",
+    )
+    max_hold_extension: float = Field(
+        259_200.0,
+        ge=0,
+        description="Time held back by our own policy extends a message's lifetime by at "
+        "most this many seconds (3 days).",
+    )
+    score_interval: float = Field(300.0, gt=0, description="Seconds between score updates.")
+    score_alert_below: float = Field(
+        50.0,
+        ge=0,
+        le=100,
+        description="Alert when a sending domain's, IP's or tenant's score falls below this.",
+    )
+    tick: float = Field(
+        5.0, gt=0, le=60, description="Seconds between breaker/warm-up evaluations and state saves."
+    )
+
+    @field_validator("limits", "aimd", "breaker")
+    @classmethod
+    def _known(cls, v: dict[str, object], info: object) -> dict[str, object]:
+        from mailwarden.reputation.overrides import check_overrides
+
+        check_overrides(str(getattr(info, "field_name", "")), v)
+        return v
+
+
 class Settings(_Strict):
     hostname: str = Field(
         description="Fully-qualified host name used in banners, EHLO and Received."
@@ -291,6 +398,7 @@ class Settings(_Strict):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
     imap: ImapSettings = Field(default_factory=ImapSettings)
+    reputation: ReputationSettings = Field(default_factory=ReputationSettings)
     workers: int = Field(
         1,
         ge=0,

@@ -17,6 +17,10 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     DEFERRED = "deferred"
     BOUNCED = "bounced"
+    # Feedback that arrives after delivery (reputation/feedback): a bounce DSN for mail a
+    # remote server had accepted, and an abuse complaint (ARF).
+    ASYNC_BOUNCE = "async_bounce"
+    COMPLAINT = "complaint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,8 @@ class DeliveryEvent:
     tls_version: str = ""
     latency_ms: int = 0  # from connect (or reuse) to the final reply for this recipient
     route: str = "mx"  # "mx", a transport URL without credentials, or "local"
+    provider: str = ""  # who runs the recipient domain's mail (reputation/providers.py)
+    reply_class: str = ""  # the reply's class (reputation/classify.py)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, the time as ISO 8601 (for JSON)."""

@@ -60,7 +60,10 @@ def attempt_outcomes(
     latency_ms: int,
     now: datetime,
     settings: DeliverySettings,
+    max_hold: float = 0.0,
 ) -> Outcomes:
+    """``max_hold``: how much of the time our own policy held a recipient back may extend
+    its lifetime (reputation.max_hold_extension)."""
     out = Outcomes([], [], [])
     for r in rcpts:
         reply = replies.get(r.rcpt) or Reply(None, "4.3.0", "no result for this recipient")
@@ -72,6 +75,7 @@ def attempt_outcomes(
             created_at=msg.created_at,
             now=now,
             s=settings,
+            held_seconds=min(float(r.held_seconds), max_hold),
         )
         text = reply.text if not d.expired else f"{reply.text} ({d.reason})".strip()
         out.updates.append(

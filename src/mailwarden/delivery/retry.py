@@ -49,16 +49,19 @@ def decide(
     created_at: datetime,
     now: datetime,
     s: DeliverySettings,
+    held_seconds: float = 0.0,
 ) -> Decision:
     """``attempts`` counts this attempt. A deferral that would retry past the message's
-    lifetime bounces now (RFC 5321 §4.5.4.1 gives up after "4-5 days")."""
+    lifetime bounces now (RFC 5321 §4.5.4.1 gives up after "4-5 days"). ``held_seconds``,
+    the time our own reputation policy held the recipient back (already capped by the
+    caller), extends the lifetime: our throttling must not bounce mail early."""
     kind = reply_class(code, enhanced)
     if kind == "success":
         return Decision("delivered", Outcome.DELIVERED, now, enhanced or "2.0.0")
     if kind == "permanent":
         return Decision("bounced", Outcome.BOUNCED, now, _status(enhanced, code, "5.0.0"))
     nxt = now + timedelta(seconds=retry_delay(attempts, s))
-    if nxt > created_at + timedelta(seconds=s.max_lifetime):
+    if nxt > created_at + timedelta(seconds=s.max_lifetime + held_seconds):
         reason = f"gave up after {attempts} attempts over {_age(created_at, now)}"
         return Decision("bounced", Outcome.BOUNCED, now, EXPIRED_STATUS, True, reason)
     return Decision("deferred", Outcome.DEFERRED, nxt, _status(enhanced, code, "4.0.0"))

@@ -22,6 +22,7 @@ import os
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from mailwarden.config.schema import DeliverySettings
 from mailwarden.core.clock import Clock
@@ -31,6 +32,7 @@ from mailwarden.delivery.mx import RouteFailure, resolve_hops, resolve_transport
 from mailwarden.delivery.outcome import Bounced, Path, Reply, attempt_outcomes
 from mailwarden.delivery.transports import Transport, parse_table, transport_for
 from mailwarden.dns.resolver import Resolver
+from mailwarden.reputation.engine import Lane, ReputationEngine
 from mailwarden.services.bounces import BounceService
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.queue_sql import QueueStore
@@ -45,6 +47,7 @@ CLAIM_WINDOW = 0.02  # seconds to gather new mail before claiming it
 class Job:
     message: QueuedMessage
     rcpts: list[QueuedRecipient]
+    lane: Lane | None = None
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Destination:
     key: str
     domain: str
     transport: Transport | None
+    provider: str = ""
     jobs: deque[Job] = field(default_factory=deque)
     sessions: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -67,6 +71,9 @@ class QueueRunner:
         clock: Clock,
         settings: DeliverySettings,
         helo: str,
+        engine: ReputationEngine | None = None,
+        max_token_wait: float = 5.0,
+        max_hold: float = 0.0,
     ) -> None:
         self.queue = queue
         self.blobs = blobs
@@ -74,6 +81,10 @@ class QueueRunner:
         self.bounces = bounces
         self.clock = clock
         self.s = settings
+        self.engine = engine
+        self.max_token_wait = max_token_wait
+        self.max_hold = max_hold
+        self._held_reason: dict[str, str] = {}
         self.helo = settings.helo_name or helo
         self.self_names = {helo.lower(), self.helo.lower()}  # RFC 5321 §5.1 loop check
         self.transports = parse_table(settings.transports)
@@ -171,14 +182,16 @@ class QueueRunner:
     async def _session(self, dest: Destination) -> None:
         conn: OutboundConnection | None = None
         try:
-            async with self._sessions:
-                while True:
-                    if not dest.jobs:
-                        if conn is None or not await _wait(dest, self.s.reuse_idle):
-                            break
-                        continue
-                    job = dest.jobs.popleft()
-                    conn = await self._attempt(dest, job, conn)
+            if self.engine is None:
+                async with self._sessions:
+                    conn = await self._deliver_jobs(dest, 0)
+                return
+            relay = dest.transport.host if dest.transport else ""
+            dest.provider = await self.engine.provider_for(dest.domain, relay)
+            # One connection slot of the provider (its `connections` limit) before a
+            # session slot, so a provider at its limit does not hold the shared ones.
+            async with self.engine.slot(dest.provider) as per_connection, self._sessions:
+                conn = await self._deliver_jobs(dest, per_connection)
         except Exception:
             log.exception("delivery session for %s failed", dest.key)
         finally:
@@ -187,6 +200,82 @@ class QueueRunner:
                 self._dests.pop(dest.key, None)
             if conn is not None:
                 await conn.close()
+
+    async def _deliver_jobs(
+        self, dest: Destination, per_connection: int
+    ) -> OutboundConnection | None:
+        """Deliver ``dest``'s jobs on one connection (reopened after ``per_connection``
+        transactions, 0 = no limit) until none is left for ``reuse_idle`` seconds."""
+        conn: OutboundConnection | None = None
+        used = 0
+        try:
+            while True:
+                if not dest.jobs:
+                    if conn is None or not await _wait(dest, self.s.reuse_idle):
+                        return conn
+                    continue
+                job = dest.jobs.popleft()
+                if self.engine is not None and not await self._admit(dest, job):
+                    continue
+                if conn is not None and per_connection and used >= per_connection:
+                    await conn.close()  # the provider's messages-per-connection limit
+                    conn, used = None, 0
+                conn = await self._attempt(dest, job, conn)
+                used += 1
+        except BaseException:
+            if conn is not None:
+                await conn.close()
+            raise
+
+    async def _admit(self, dest: Destination, job: Job) -> bool:
+        """Ask the job's lane; wait for a rate token (up to max_token_wait) or put the
+        job back in the queue until the lane allows it. True: send now."""
+        assert self.engine is not None
+        lane = job.lane = self.engine.lane(job.message.sender_domain, dest.provider)
+        while True:
+            permit = self.engine.permit(lane, len(job.rcpts), job.message.account)
+            if permit.ok:
+                self._held_reason.pop(lane.key, None)
+                return True
+            if 0 < permit.wait <= self.max_token_wait:
+                await asyncio.sleep(permit.wait)
+                continue
+            # The lane says "not now": this job and every other waiting job of the same
+            # lane go back to the queue together. Rate holds are spread out at the lane's
+            # rate, so they do not all come back at the same moment.
+            same = [j for j in dest.jobs if self._same_lane(j, job)]
+            for j in same:
+                dest.jobs.remove(j)
+            spacing = 3600.0 / lane.rate.rate if permit.wait > 0 and lane.rate.rate > 0 else 0.0
+            await self._postpone([job, *same], permit.hold_until, spacing, permit.reason, lane.key)
+            return False
+
+    @staticmethod
+    def _same_lane(a: Job, b: Job) -> bool:
+        return (
+            a.message.sender_domain == b.message.sender_domain
+            and a.message.account == b.message.account
+        )
+
+    async def _postpone(
+        self, jobs: list[Job], until_ts: float, spacing: float, reason: str, lane: str
+    ) -> None:
+        now = self.clock.now()
+        start = max(datetime.fromtimestamp(until_ts, UTC), now + timedelta(seconds=1))
+        n = sum(len(j.rcpts) for j in jobs)
+        groups = []
+        offset = 0.0
+        for j in jobs:
+            until = start + timedelta(seconds=offset)
+            groups.append(([r.id for r in j.rcpts], until, int((until - now).total_seconds())))
+            offset += spacing * len(j.rcpts)
+        try:
+            await self.queue.postpone(groups)
+        finally:
+            self.in_flight -= n
+        if self._held_reason.get(lane) != reason:
+            self._held_reason[lane] = reason
+            log.info("lane %s holds %d recipients from %s: %s", lane, n, start.isoformat(), reason)
 
     async def _attempt(
         self, dest: Destination, job: Job, conn: OutboundConnection | None
@@ -213,7 +302,7 @@ class QueueRunner:
             path.route, facts.mx_host, facts.mx_ip, facts.source_ip, facts.tls, facts.tls_version
         )
         replies = {k: Reply(v.code, v.enhanced, v.text) for k, v in result.replies.items()}
-        await self._finish(job, replies, path, started, data)
+        await self._finish(job, replies, path, started, data, dest.provider)
         return conn
 
     async def _reconnect(
@@ -232,7 +321,9 @@ class QueueRunner:
             return await self._connect(dest)
         except (RouteFailure, ConnectFailure) as exc:
             reply = _failure_reply(exc)
-            await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, data)
+            await self._finish(
+                job, {r.rcpt: reply for r in job.rcpts}, path, started, data, dest.provider
+            )
             self._fail_waiting(dest, reply, path)
             return None
 
@@ -260,13 +351,13 @@ class QueueRunner:
         (as Postfix does within one scheduling round) instead of reconnecting per message."""
         while dest.jobs:
             job = dest.jobs.popleft()
-            task = asyncio.create_task(self._finish_other(job, reply, path))
+            task = asyncio.create_task(self._finish_other(job, reply, path, dest.provider))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _finish_other(self, job: Job, reply: Reply, path: Path) -> None:
+    async def _finish_other(self, job: Job, reply: Reply, path: Path, provider: str) -> None:
         started = asyncio.get_running_loop().time()
-        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started)
+        await self._finish(job, {r.rcpt: reply for r in job.rcpts}, path, started, None, provider)
 
     async def _finish(
         self,
@@ -275,6 +366,7 @@ class QueueRunner:
         path: Path,
         started: float,
         data: bytes | None = None,
+        provider: str = "",
     ) -> None:
         """Record one attempt's outcomes (and queue the DSN for bounces). ``data`` is the
         message if the caller has it; it is only read when a DSN needs it."""
@@ -287,16 +379,23 @@ class QueueRunner:
             latency_ms=latency,
             now=self.clock.now(),
             settings=self.s,
+            max_hold=self.max_hold,
         )
+        events = out.events
+        if self.engine is not None and provider:
+            events = self.engine.classify(events, provider)
         try:
             if out.bounced:
                 await self._send_dsn(job, data, out.bounced)
-            await self._record(out.updates, out.events)
+            await self._record(out.updates, events)
         finally:
             self.in_flight -= len(job.rcpts)
-        for e in out.events:
+        if self.engine is not None and provider:
+            lane = job.lane or self.engine.lane(job.message.sender_domain, provider)
+            self.engine.observe(lane, events)
+        for e in events:
             log.info(
-                "%s to=<%s> %s via %s[%s] tls=%s reply=%s %s %s",
+                "%s to=<%s> %s via %s[%s] tls=%s reply=%s %s %s class=%s",
                 e.queue_id,
                 e.recipient,
                 e.outcome.value,
@@ -306,6 +405,7 @@ class QueueRunner:
                 e.code if e.code is not None else "-",
                 e.enhanced,
                 e.text[:200],
+                e.reply_class or "-",
             )
         if any(u.state == "deferred" for u in out.updates):
             self.wake()  # a short retry_initial (tests) must not wait for the poll

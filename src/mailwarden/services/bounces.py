@@ -13,11 +13,13 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from mailwarden.config.schema import Settings
 from mailwarden.core.address import Address
 from mailwarden.core.clock import Clock
 from mailwarden.core.errors import InvalidAddress
+from mailwarden.core.events import DeliveryEvent, Outcome
 from mailwarden.delivery.dsn import FailedRecipient, compose_dsn
 from mailwarden.delivery.local import LocalDelivery, LocalTarget
 from mailwarden.delivery.outcome import Bounced
@@ -140,6 +142,11 @@ class BounceService:
         if not rows:  # not a standard DSN: keep it anyway, the next issue adds heuristics
             rows = [ReturnedBounce(now, sent.token, sent.queue_id, "", "", "", "", "", key)]
         await self.queue.add_returned_bounces(rows)
+        feedback = [_async_bounce(sent, r, now) for r in rows if r.action == "failed"]
+        if feedback:
+            # One event per failed recipient: the reputation engine counts it against the
+            # sending domain and account (a hard bounce that came back after delivery).
+            await self.queue.record([], feedback)
         log.info(
             "returned DSN for %s: %s",
             sent.queue_id,
@@ -150,6 +157,32 @@ class BounceService:
             if local:
                 await self.local.deliver(raw, mail_from="", targets=local)
         return len(report.recipients)
+
+
+def _async_bounce(sent: SentToken, r: ReturnedBounce, now: datetime) -> DeliveryEvent:
+    m = _REPLY.match(r.diagnostic.removeprefix("smtp;").strip())
+    code = int(m.group(1)) if m else None
+    rcpt = r.recipient.removeprefix("rfc822;").strip()
+    return DeliveryEvent(
+        at=now,
+        outcome=Outcome.ASYNC_BOUNCE,
+        queue_id=sent.queue_id,
+        message_id=sent.message_id,
+        recipient=rcpt,
+        recipient_domain=rcpt.rpartition("@")[2].lower(),
+        sender=sent.mail_from,
+        sender_domain=sent.mail_from.rpartition("@")[2].lower(),
+        account=sent.account,
+        attempt=0,
+        code=code,
+        enhanced=r.status,
+        text=r.diagnostic,
+        mx_host=r.remote_mta,
+        route="feedback",
+    )
+
+
+_REPLY = re.compile(r"^([245]\d\d)[ -]")
 
 
 def _diagnostic(b: Bounced) -> str:

@@ -29,6 +29,7 @@ from mailwarden.delivery.prepare import (
 from mailwarden.services.accounts import AccountService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.sending import SendingService, new_queue_id
+from mailwarden.services.tenants import TenantGuard
 from mailwarden.smtp.headers import received_header
 from mailwarden.smtp.server import (
     HookNames,
@@ -94,6 +95,11 @@ class SubmissionSMTP(MailwardenSMTP):
         return await handler.authenticate(self.session, creds.login, creds.password)
 
 
+# RFC 3463 X.7.1 "delivery not authorized": temporary, so the client keeps the message and
+# retries (the account is paused or over its ceiling).
+TENANT_HELD = Reply(451, "4.7.1", "Sending is paused for this account, try again later")
+
+
 class SubmissionHandler(HookNames):
     def __init__(
         self,
@@ -102,8 +108,10 @@ class SubmissionHandler(HookNames):
         guard: AuthGuard,
         sending: SendingService,
         clock: Clock,
+        tenants: TenantGuard | None = None,
     ) -> None:
         self.settings = settings
+        self.tenants = tenants
         self.accounts = accounts
         self.guard = guard
         self.sending = sending
@@ -167,6 +175,10 @@ class SubmissionHandler(HookNames):
             return str(sender)
         if user is not None and not await self.accounts.may_send_as(user, address):
             return str(SENDER_NOT_OWNED.with_text(f"{user.address} may not send as <{address}>"))
+        if user is not None and self.tenants is not None:
+            why = await self.tenants.paused(user.address)
+            if why is not None:
+                return str(TENANT_HELD.with_text(f"Sending is paused for this account: {why}"))
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return str(replies.SENDER_OK)
@@ -234,6 +246,12 @@ class SubmissionHandler(HookNames):
             authenticated=user is not None,
         )
         sign = domain if await self.accounts.is_local_domain(domain) else ""
+        if user is not None and self.tenants is not None and envelope.remote_rcpts:
+            verdict = await self.tenants.check(user.address, envelope.remote_rcpts)
+            if verdict.action != "allow":
+                log.warning("%s: %s held back: %s", qid, user.address, verdict.reason)
+                what = "paused" if verdict.action == "pause" else "limited"
+                return str(TENANT_HELD.with_text(f"Sending is {what}: {verdict.reason}"))
         try:
             sub = await self.sending.submit(
                 trace + raw,

@@ -7,12 +7,12 @@ scan, not a table scan.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Connection, Row, func, select
 
 from mailwarden.core.events import DeliveryEvent, Outcome
 from mailwarden.store.db import Database
@@ -69,6 +69,41 @@ class EventStore:
         )
         rows = await self.db.read(lambda c: c.execute(q).all())
         return [_event(r) for r in rows]
+
+    async def stream(
+        self,
+        *,
+        since: datetime,
+        after: int = 0,
+        outcomes: Sequence[str] = (),
+        batch: int = 5000,
+    ) -> AsyncIterator[list[tuple[int, DeliveryEvent]]]:
+        """(id, event) of every event at or after ``since`` with an id above ``after``
+        (and one of ``outcomes``, if given), oldest first, in batches (for replays)."""
+        last = after
+        while True:
+            q = select(ev).where(ev.c.at >= since, ev.c.id > last).order_by(ev.c.id).limit(batch)
+            if outcomes:
+                q = q.where(ev.c.outcome.in_(list(outcomes)))
+
+            def go(c: Connection, q: Any = q) -> Sequence[Row[Any]]:
+                return c.execute(q).all()
+
+            rows = await self.db.read(go)
+            if not rows:
+                return
+            last = int(rows[-1].id)
+            yield [(int(r.id), _event(r)) for r in rows]
+
+    async def known_recipients(self, account: str, recipients: list[str]) -> set[str]:
+        """Those of ``recipients`` that ``account`` has any delivery event for."""
+        q = (
+            select(ev.c.recipient)
+            .where(ev.c.recipient.in_(recipients), ev.c.account == account)
+            .distinct()
+        )
+        rows = await self.db.read(lambda c: c.execute(q).all())
+        return {str(r[0]).lower() for r in rows}
 
     async def counts(
         self,

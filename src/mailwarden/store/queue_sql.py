@@ -11,7 +11,7 @@ last outcome; the delivery events keep the history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
@@ -118,6 +118,44 @@ class QueueStore:
             out = {str(r[0]): int(r[1]) for r in c.execute(by_state).all()}
             out["held_messages"] = int(c.execute(held).scalar_one())
             return out
+
+        return await self.db.read(go)
+
+    async def postpone(self, groups: Sequence[tuple[Sequence[int], datetime, int]]) -> None:
+        """Our own policy holds claimed recipients back. For each (ids, until, held): release
+        the claim, make them due at ``until`` and add ``held`` seconds to their held time;
+        no attempt is counted. One transaction."""
+        stmt = (
+            update(qr)
+            .where(qr.c.id == bindparam("p_id"))
+            .values(
+                claimed_by=None,
+                next_attempt_at=bindparam("p_until"),
+                held_seconds=qr.c.held_seconds + bindparam("p_held"),
+            )
+        )
+        rows = [
+            {"p_id": i, "p_until": until, "p_held": held}
+            for ids, until, held in groups
+            for i in ids
+        ]
+        if rows:
+            await self.db.write(lambda c: c.execute(stmt, rows))
+
+    async def usage(self, account: str, now: datetime) -> tuple[int, int, int, datetime | None]:
+        """Recipients ``account`` queued in the last hour, day and week, and its first
+        submission within the week (tenant guardrails), in one snapshot."""
+        t = sent_tokens
+        total = func.coalesce(func.sum(t.c.rcpts), 0)
+        q = select(total).where(t.c.account == account, t.c.created_at >= bindparam("p_since"))
+        first = select(func.min(t.c.created_at)).where(
+            t.c.account == account, t.c.created_at >= now - timedelta(days=7)
+        )
+
+        def go(c: Connection) -> tuple[int, int, int, datetime | None]:
+            spans = [timedelta(hours=1), timedelta(days=1), timedelta(days=7)]
+            h, d, w = (int(c.execute(q, {"p_since": now - s}).scalar_one()) for s in spans)
+            return h, d, w, aware(c.execute(first).scalar_one())
 
         return await self.db.read(go)
 
@@ -266,6 +304,7 @@ def _enqueue(c: Connection, items: list[NewQueued]) -> None:
                 "account": m.account,
                 "message_id": m.message_id[:998],
                 "created_at": m.created_at,
+                "rcpts": len(m.recipients),
             }
             for m in items
         ],
@@ -365,6 +404,8 @@ def event_row(e: DeliveryEvent) -> dict[str, Any]:
     row["enhanced"] = e.enhanced[:16]
     row["tls_version"] = e.tls_version[:16]
     row["route"] = e.route[:255]
+    row["provider"] = e.provider[:64]
+    row["reply_class"] = e.reply_class[:24]
     return row
 
 
@@ -392,6 +433,7 @@ def _assemble(msgs: Sequence[Row[Any]], rcpts: Sequence[Row[Any]]) -> list[Queue
                 last_enhanced=r.last_enhanced,
                 last_text=r.last_text,
                 claimed=r.claimed_by is not None,
+                held_seconds=int(r.held_seconds or 0),
             )
         )
     return [

@@ -214,6 +214,7 @@ class QueuedRecipient:
     last_enhanced: str = ""
     last_text: str = ""
     claimed: bool = False
+    held_seconds: int = 0  # time our own policy held it back (extends its lifetime)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -200,6 +201,9 @@ queue_recipients = Table(
     Column("last_enhanced", String(16), nullable=False),
     Column("last_text", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Seconds our own reputation policy held this recipient back (breaker, warm-up cap,
+    # paused lane): they extend its lifetime, up to reputation.max_hold_extension.
+    Column("held_seconds", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_queue_recipients_due", "state", "next_attempt_at"),
     Index("ix_queue_recipients_message_id", "message_id"),
 )
@@ -228,6 +232,10 @@ delivery_events = Table(
     Column("tls_version", String(16), nullable=False),
     Column("latency_ms", Integer, nullable=False),
     Column("route", String(255), nullable=False),
+    # The mailbox provider the recipient domain's MX belongs to, and the reply's class
+    # (reputation/classify.py): the reputation engine's windows are rebuilt from these.
+    Column("provider", String(64), nullable=False, default="", server_default=""),
+    Column("reply_class", String(24), nullable=False, default="", server_default=""),
     # Time-range queries, alone or along one dimension: (dimension, at) indexes.
     Index("ix_delivery_events_at", "at"),
     Index("ix_delivery_events_outcome_at", "outcome", "at"),
@@ -239,6 +247,7 @@ delivery_events = Table(
     Index("ix_delivery_events_source_ip_at", "source_ip", "at"),
     Index("ix_delivery_events_recipient_at", "recipient", "at"),
     Index("ix_delivery_events_queue_id", "queue_id"),
+    Index("ix_delivery_events_provider_at", "provider", "at"),
 )
 
 auth_failures = Table(
@@ -281,4 +290,70 @@ sent_tokens = Table(
     Column("account", String(320), nullable=False),
     Column("message_id", String(998), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rcpts", Integer, nullable=False, default=1, server_default="1"),
+    Index("ix_sent_tokens_account_created_at", "account", "created_at"),
+)
+
+# -- reputation engine -------------------------------------------------------------------
+
+reputation_state = Table(
+    "reputation_state",
+    metadata,
+    # One row per lane / identity / tenant: its policy state as JSON (rate, breaker,
+    # warm-up, pause), so restarts keep it and several nodes can share it.
+    Column("key", String(600), primary_key=True),
+    Column("kind", String(16), nullable=False),  # lane | domain | ip | tenant | provider
+    Column("state", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+reputation_actions = Table(
+    "reputation_actions",
+    metadata,
+    # The remediation log: every automatic action and every operator override.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(320), nullable=False),  # "auto" or the operator's name
+    Column("kind", String(32), nullable=False),  # throttle, breaker_open, pause, ...
+    Column("target", String(600), nullable=False),  # lane:..., tenant:..., domain:...
+    Column("reason", Text, nullable=False),
+    Column("inputs", Text, nullable=False),  # JSON: the figures the decision used
+    Index("ix_reputation_actions_at", "at"),
+    Index("ix_reputation_actions_target_at", "target", "at"),
+)
+
+reputation_alerts = Table(
+    "reputation_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # type + target: an alert that is raised again while open is counted, not repeated.
+    Column("dedupe", String(700), nullable=False),
+    Column("type", String(32), nullable=False),  # breaker_open, score_drop, guardrail, ...
+    Column("severity", String(16), nullable=False),  # info | warning | critical
+    Column("target", String(600), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("details", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),  # open | acknowledged | resolved
+    Column("count", Integer, nullable=False),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("acked_by", String(320), nullable=False),
+    Column("acked_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(320), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Index("ix_reputation_alerts_dedupe_status", "dedupe", "status"),
+    Index("ix_reputation_alerts_status_last_at", "status", "last_at"),
+)
+
+reputation_scores = Table(
+    "reputation_scores",
+    metadata,
+    # Score history for charts: one row per subject per recomputation.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("subject", String(600), nullable=False),  # domain:example.com, ip:..., tenant:...
+    Column("value", Float, nullable=False),
+    Column("sample", Integer, nullable=False),
+    Column("contributions", Text, nullable=False),  # JSON
+    Index("ix_reputation_scores_subject_at", "subject", "at"),
 )
