@@ -27,7 +27,8 @@ Everything runs on loopback:
   127.0.0.1:``--mw-port``, with ``submission.relay_networks: [127.0.0.1/32]``. It delivers by
   MX through a Knot DNS server (tests/dnsserver.py) that serves the simulator's zones:
   ``mx1``/``mx2.<provider>.sim.test``, with ``delivery.mx_port`` set to the simulator's port.
-  Its retries are 10 s → 60 s, like Postfix's below. Its reputation settings are in
+  Its retries are 10 s → 60 s, like Postfix's below, and its breaker backs off for
+  90/180/360 s instead of 1/2/4 h (time is compressed). Its reputation settings are in
   ``mailwarden_reputation()`` just below. The base limits start ``--mw-factor`` (2×) ABOVE the
   simulator's thresholds, so AIMD has to find them. ``--mw-reputation off`` leaves the section
   out, to run mailwarden as it is without the engine.
@@ -98,27 +99,32 @@ REPLY_KINDS = ("throttled", "deferred_spike", "too_many_connections", "blocked")
 
 # ============================================================================================
 # mailwarden's reputation settings. THE ENGINE IS BEING WRITTEN: adjust the keys here.
-# Base limits start `factor` times ABOVE the simulator's thresholds (AIMD has to find them).
+# Base limits start `factor` times ABOVE the simulator's thresholds (AIMD has to find them);
+# cap_per_hour = messages_per_hour, so AIMD probes no higher than where it started.
+# The breaker's backoffs are compressed like Postfix's retry times (the campaign squeezes
+# hours into minutes; yahoo's block lasts 60 s): 90 s, 180 s, 360 s instead of 1 h, 2 h, ...
 # ============================================================================================
+MW_CONNECTIONS = {"gmail": 10, "microsoft": 8, "yahoo": 10, "generic": 10}  # microsoft: sim has 4
+MW_BREAKER = {"backoffs": [90, 180, 360]}
+
+
 def mailwarden_reputation(thresholds: dict[str, int], factor: float) -> dict[str, Any]:
-    """``thresholds``: the simulator's limits as recipients per minute per provider."""
+    """``thresholds``: recipients per minute per provider that the simulator lets through
+    (generic has no limit: there it is the rate that spreads its share over --minutes)."""
+    limits = {}
+    for prov, per_minute in thresholds.items():
+        per_hour = math.ceil(per_minute * 60 * factor)
+        limits[prov] = {
+            "messages_per_hour": per_hour,
+            "cap_per_hour": per_hour,
+            "connections": MW_CONNECTIONS[prov],
+        }
     return {
-        "providers": {p: [f"*.{p}.{provsim.SUFFIX}"] for p in ("gmail", "microsoft", "yahoo")},
+        # generic too: otherwise it is "sim.test" on the packaged default lane (1000/h)
+        "providers": {p: [f"*.{p}.{provsim.SUFFIX}"] for p in PROVIDERS},
         "warmup": {"enabled": False},
-        "limits": {
-            "gmail": {
-                "messages_per_hour": math.ceil(thresholds["gmail"] * 60 * factor),
-                "connections": 10,
-            },
-            "microsoft": {
-                "messages_per_hour": math.ceil(thresholds["microsoft"] * 60 * factor),
-                "connections": 8,  # the simulator allows 4
-            },
-            "yahoo": {
-                "messages_per_hour": math.ceil(thresholds["yahoo"] * 60 * factor),
-                "connections": 10,
-            },
-        },
+        "limits": limits,
+        "breaker": MW_BREAKER,
     }
 
 
@@ -177,8 +183,9 @@ class Campaign:
         }
 
     def thresholds(self) -> dict[str, int]:
-        """Recipients per minute each simulated provider lets through."""
-        return {p: self.per_minute(p) for p in ("gmail", "microsoft", "yahoo")}
+        """Recipients per minute each simulated provider lets through (generic: its share
+        spread over --minutes; the simulator does not limit it)."""
+        return {p: self.per_minute(p) for p in PROVIDERS}
 
     def domains(self) -> dict[str, list[str]]:
         return {p: [f"d{k}.{p}.test" for k in range(10)] for p in PROVIDERS}
@@ -570,7 +577,8 @@ def report(rows: list[dict[str, Any]], camp: Campaign, args: Any, errors: dict[s
         "everything else default.",
         (
             f"mailwarden: base limits {args.mw_factor:g}× ABOVE the simulator's thresholds (AIMD "
-            "must discover them), retries 10 s → 60 s."
+            "must discover them), retries 10 s → 60 s, breaker backoffs "
+            f"{'/'.join(map(str, MW_BREAKER['backoffs']))} s."
             if args.mw_reputation == "on"
             else "mailwarden WITHOUT reputation settings (--mw-reputation off), retries 10→60 s."
         ),

@@ -173,7 +173,7 @@ def build_engine(s: Services) -> ReputationEngine:
         schedules=load_schedules(custom=r.warmup.custom),
         alerts=s.alerts,
         pauses=s.pauses,
-        source_ip=s.settings.delivery.source_address,
+        source_ips=s.settings.delivery.sending_ips,
     )
 
 

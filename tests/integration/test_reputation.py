@@ -63,7 +63,7 @@ def start(
     fresh: bool = True,
     **extra: Any,
 ) -> tuple[ServerThread, Path]:
-    providers = {n: [sim.pattern(n)] for n in ("gmail", "microsoft")}
+    providers = {n: [sim.pattern(n)] for n in ("gmail", "microsoft", "other")}
     rep = {"providers": providers, "tick": 0.2, "max_token_wait": 2.0, **reputation}
     cfg = make_config(
         tmp,
@@ -119,7 +119,9 @@ def queue_empty(srv: ServerThread) -> bool:
 def test_throttled_lane_slows_down_then_recovers_and_loses_nothing(
     tmp_path: Path, test_tld: KnotServer, sim: Simulator
 ) -> None:
-    sim["gmail"].configure(throttle_per_minute=12)
+    # Gmail's "receiving mail too quickly" deferral above 5 recipients in 5 seconds (a
+    # short window, so the test does not wait for a real minute to pass).
+    sim["gmail"].configure(spike_defer=(5.0, 5))
     doms = [unique_domain("gm") for _ in range(2)]
     sim.publish(test_tld, {"gmail": doms})
     srv, path = start(
@@ -132,7 +134,7 @@ def test_throttled_lane_slows_down_then_recovers_and_loses_nothing(
             "limits": {
                 "gmail": {
                     "messages_per_hour": 36000,
-                    "floor_per_hour": 360,
+                    "floor_per_hour": 2400,
                     "cap_per_hour": 72000,
                     "connections": 2,
                 }
@@ -143,25 +145,25 @@ def test_throttled_lane_slows_down_then_recovers_and_loses_nothing(
     try:
         rcpts = [f"user{i}@{doms[i % 2]}" for i in range(20)]
         send(srv, rcpts)
-        wait_until(lambda: sim["gmail"].stats()["accepted"] >= 20, 150, "all 20 delivered")
+        wait_until(lambda: sim["gmail"].stats()["accepted"] >= 20, 90, "all 20 delivered")
         st = sim["gmail"].stats()
         assert sorted(st["accepted_addresses"]) == sorted(rcpts)  # none lost
-        assert st["replies"]["throttled"] >= 1  # the provider did push back ...
+        assert st["replies"]["deferred_spike"] >= 1  # the provider did push back ...
         log = actions(srv)
         cuts = [a for a in log if a.kind == "throttle"]
         assert cuts, [a.kind for a in log]
         # ... and the engine cut the lane's rate with the reply as its reason.
         assert all(a.target.startswith(f"lane:{LOCAL_DOMAIN}|") for a in cuts)
-        assert any("4.7.28" in a.reason or "throttl" in a.reason for a in cuts)
+        assert any("4.2.1" in a.reason and "throttl" in a.reason for a in cuts)
         lanes = json.loads(cli(path, "lanes", "--json"))
         gm = [x for x in lanes if x["provider"] == "gmail"]
         assert gm and gm[0]["rate_per_hour"] < 36000
         low = gm[0]["rate_per_hour"]
         # The provider lifts its limit: successes ramp the rate back up.
-        sim["gmail"].configure(throttle_per_minute=None)
+        sim["gmail"].configure(spike_defer=None)
         more = [f"again{i}@{doms[0]}" for i in range(15)]
         send(srv, more)
-        wait_until(lambda: sim["gmail"].stats()["accepted"] >= 35, 120, "15 more delivered")
+        wait_until(lambda: sim["gmail"].stats()["accepted"] >= 35, 60, "15 more delivered")
         wait_until(lambda: any(a.kind == "ramp" for a in actions(srv)), 30, "a ramp action")
         srv.call(srv.app.engine.flush())
         lanes = json.loads(cli(path, "lanes", "--json"))
@@ -263,8 +265,10 @@ def test_warmup_caps_a_new_lane_per_simulated_day_and_holds_the_rest(
         clock.advance(86_400 + 1)  # past the schedule: no cap
         wait_until(lambda: other.stats()["accepted"] >= 11, 30, "the rest")
         assert sorted(other.stats()["accepted_addresses"]) == sorted(rcpts)
-        steps = [a for a in actions(srv) if a.kind == "warmup_step"]
-        assert len(steps) >= 2
+        steps = wait_until(
+            lambda: len([a for a in actions(srv) if a.kind == "warmup_step"]) >= 2, 10, "steps"
+        )
+        assert steps
         # Held time does not count toward the message lifetime (held_seconds recorded).
         seq = kinds(srv)
         assert "warmup_start" in seq
@@ -368,6 +372,8 @@ def test_hourly_ceiling_defers_with_451_without_pausing(
             assert info.value.smtp_code == 451 and b"4.7.1" in info.value.smtp_error
             assert b"limit" in info.value.smtp_error
         assert srv.call(srv.services.pauses.paused(f"tenant:{ALICE}")) is None
+        [act] = [a for a in actions(srv) if a.target == f"tenant:{ALICE}"]
+        assert act.kind == "guardrail_defer" and act.inputs["last_hour"] == 3
     finally:
         srv.stop()
 
@@ -424,3 +430,34 @@ def test_classify_cli_single_reply_and_file_in_input_order(tmp_path: Path) -> No
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["class"] for r in rows] == ["mailbox_unknown", "delivered", "network"]
     assert all(r["rule"] for r in rows)
+
+
+def test_mail_over_a_cold_ips_warmup_cap_overflows_to_a_warm_ip(
+    tmp_path: Path, test_tld: KnotServer, sim: Simulator
+) -> None:
+    dom = unique_domain("ov")
+    sim.publish(test_tld, {"other": [dom]})
+    sim["other"].configure(keep_bodies=True)
+    cold, warm = "127.0.0.2", "127.0.0.3"
+    srv, path = start(
+        tmp_path,
+        test_tld,
+        sim,
+        {"warmup": {"schedule": "t", "custom": {"t": [2, 4]}}},
+        delivery=delivery(sim.port, retry_initial=1, retry_max=2, source_addresses=[cold, warm]),
+    )
+    try:
+        # The warm IP has sent for years: an operator says so before the first send.
+        cli(path, "warmup", "set", f"ip:{warm}", "3", "--by", "erin")
+        time.sleep(0.6)  # applied at the engine's next tick
+        rcpts = [f"u{i}@{dom}" for i in range(6)]
+        send(srv, rcpts)
+        wait_until(lambda: sim["other"].stats()["accepted"] >= 6, 30, "all six delivered")
+        peers = [m.peer for m in sim["other"].received]
+        assert peers.count(cold) == 2  # the cold IP sends its day-1 cap and no more ...
+        assert peers.count(warm) == 4  # ... the rest overflows to the warm IP, none waits
+        lanes = {x["lane"]: x for x in json.loads(cli(path, "lanes", "--json"))}
+        assert lanes[f"{LOCAL_DOMAIN}|{cold}|other"]["warmup_cap"] == 2
+        assert lanes[f"{LOCAL_DOMAIN}|{warm}|other"]["warmup_day"] is None
+    finally:
+        srv.stop()

@@ -142,6 +142,12 @@ class DeliverySettings(_Strict):
     source_address: str = Field(
         "", description="Local IP to send from (must match SPF and PTR). Empty: any."
     )
+    source_addresses: list[str] = Field(
+        default_factory=list,
+        description="Several local IPs to send from (each must match SPF and PTR); each "
+        "gets its own lanes and warm-up, and mail over a cold IP's warm-up cap goes out "
+        "from a warm one. Overrides source_address.",
+    )
     concurrency: int = Field(50, ge=1, description="Outbound SMTP sessions at once, in total.")
     per_destination: int = Field(
         10, ge=1, description="Outbound SMTP sessions at once to one destination domain."
@@ -193,6 +199,20 @@ class DeliverySettings(_Strict):
         if v:
             ipaddress.ip_address(v)
         return v
+
+    @field_validator("source_addresses")
+    @classmethod
+    def _sources(cls, v: list[str]) -> list[str]:
+        for ip in v:
+            ipaddress.ip_address(ip)
+        if len(set(v)) != len(v):
+            raise ValueError("an address is listed twice")
+        return v
+
+    @property
+    def sending_ips(self) -> list[str]:
+        """The configured sending IPs; empty: whatever the system picks."""
+        return list(self.source_addresses) or ([self.source_address] if self.source_address else [])
 
 
 class SubmissionSettings(_Strict):

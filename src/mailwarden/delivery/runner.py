@@ -32,7 +32,7 @@ from mailwarden.delivery.mx import RouteFailure, resolve_hops, resolve_transport
 from mailwarden.delivery.outcome import Bounced, Path, Reply, attempt_outcomes
 from mailwarden.delivery.transports import Transport, parse_table, transport_for
 from mailwarden.dns.resolver import Resolver
-from mailwarden.reputation.engine import Lane, ReputationEngine
+from mailwarden.reputation.engine import ANY_IP, Lane, ReputationEngine
 from mailwarden.services.bounces import BounceService
 from mailwarden.store.blobs import BlobStore
 from mailwarden.store.queue_sql import QueueStore
@@ -231,9 +231,12 @@ class QueueRunner:
         """Ask the job's lane; wait for a rate token (up to max_token_wait) or put the
         job back in the queue until the lane allows it. True: send now."""
         assert self.engine is not None
-        lane = job.lane = self.engine.lane(job.message.sender_domain, dest.provider)
+        msg = job.message
         while True:
-            permit = self.engine.permit(lane, len(job.rcpts), job.message.account)
+            lane, permit = self.engine.choose(
+                msg.sender_domain, dest.provider, len(job.rcpts), msg.account
+            )
+            job.lane = lane
             if permit.ok:
                 self._held_reason.pop(lane.key, None)
                 return True
@@ -283,6 +286,10 @@ class QueueRunner:
         started = asyncio.get_running_loop().time()
         data = await self._body(job.message)
         path = Path(route=dest.transport.display if dest.transport else "mx")
+        source = self._source(job)
+        if conn is not None and source and conn.facts.source_ip != source:
+            await conn.close()  # the job's lane sends from another of our IPs
+            conn = None
         reused = conn is not None and conn.usable
         if conn is None or not conn.usable:
             conn = await self._reconnect(dest, job, conn, path, started, data)
@@ -318,7 +325,7 @@ class QueueRunner:
         if old is not None:
             await old.close()
         try:
-            return await self._connect(dest)
+            return await self._connect(dest, self._source(job))
         except (RouteFailure, ConnectFailure) as exc:
             reply = _failure_reply(exc)
             await self._finish(
@@ -327,7 +334,13 @@ class QueueRunner:
             self._fail_waiting(dest, reply, path)
             return None
 
-    async def _connect(self, dest: Destination) -> OutboundConnection:
+    def _source(self, job: Job) -> str:
+        """The local IP to send ``job`` from: its lane's, else delivery.source_address."""
+        if job.lane is not None and job.lane.ip != ANY_IP:
+            return job.lane.ip
+        return self.s.source_address
+
+    async def _connect(self, dest: Destination, source: str) -> OutboundConnection:
         t = dest.transport
         if t is not None:
             hops = await resolve_transport(self.resolver, t)
@@ -338,7 +351,7 @@ class QueueRunner:
         return await connect(
             hops,
             helo=self.helo,
-            source_address=self.s.source_address,
+            source_address=source,
             tls=t.tls if t else "opportunistic",
             username=t.username if t else "",
             password=t.password if t else "",

@@ -55,6 +55,19 @@ ANY_IP = "*"
 FEEDBACK = ("async_bounce", "complaint")
 
 
+# A smarthost's lane, unless reputation.limits.relay is set: no rate or connection limit of
+# ours (delivery.per_destination still applies).
+RELAY_LIMITS = ProviderLimits(1e9, 1_000_000, 1_000_000_000, 1.0, 1e9)
+
+
+def named(provider: str) -> bool:
+    """A provider from the provider map (gmail, microsoft, ...), as opposed to a domain
+    with its own MX (named by that domain), a smarthost or an unresolvable domain. Warm-up
+    caps apply to named providers: they are the ones that keep per-IP and per-domain
+    reputation for senders they have not seen."""
+    return "." not in provider and ":" not in provider and provider != "unknown"
+
+
 def lane_key(domain: str, ip: str, provider: str) -> str:
     return f"{domain}|{ip or ANY_IP}|{provider}"
 
@@ -68,6 +81,7 @@ class Permit:
     wait: float = 0.0
     hold_until: float = 0.0
     reason: str = ""
+    cause: str = ""  # pause | breaker | retry_after | rate | warmup | probe
 
 
 @dataclass
@@ -153,7 +167,7 @@ class ReputationEngine:
         schedules: Mapping[str, warmup.Schedule],
         alerts: AlertService,
         pauses: Pauses,
-        source_ip: str = "",
+        source_ips: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.events = events
@@ -166,7 +180,10 @@ class ReputationEngine:
         self.schedule = schedules[settings.warmup.schedule]
         self.alerts = alerts
         self.pauses = pauses
-        self.source_ip = source_ip or ANY_IP
+        self.source_ips = list(source_ips) or [ANY_IP]
+        self.source_ip = self.source_ips[0]
+        self.presets: dict[str, int] = {}  # warm-up day set for lanes yet to come
+        self._known_limits = set(limits.providers())
         self.aimd = aimd_settings(settings.aimd)
         self.breaker = breaker_settings(settings.breaker)
         self.warm = warmup.WarmupSettings(day_seconds=settings.warmup.day_seconds)
@@ -207,6 +224,8 @@ class ReputationEngine:
                 self.lanes[key] = self._lane_from(key, st)
             elif kind == "identity":
                 self.identities[key] = Identity(key, _breaker_from(st.get("breaker")))
+        presets = await self.store.rows("preset")
+        self.presets = {k.removeprefix("preset:"): int(v["day"]) for k, v in presets.items()}
         return await self.rebuild()
 
     async def stop(self) -> None:
@@ -318,18 +337,19 @@ class ReputationEngine:
         key = lane_key(domain, ip or self.source_ip, provider)
         lane = self.lanes.get(key)
         if lane is None:
-            limits = self.limits.for_provider(provider)
+            limits = self._limits(provider)
             now = self._now()
             score = self._score_of(domain, ip or self.source_ip)
+            rate = aimd.initial(limits, score, s=self.aimd)
             lane = Lane(
                 key,
                 domain,
                 ip or self.source_ip,
                 provider,
                 limits,
-                aimd.initial(limits, score, s=self.aimd),
-                tokens.Bucket(1.0, now),
-                warmup=self._new_warmup(domain, provider, now),
+                rate,
+                tokens.full(_burst(rate.rate), now),
+                warmup=self._new_warmup(domain, provider, now, ip or self.source_ip),
             )
             self.lanes[key] = lane
             self._dirty.add(key)
@@ -346,25 +366,44 @@ class ReputationEngine:
                 )
         return lane
 
-    def _new_warmup(self, domain: str, provider: str, now: float) -> warmup.WarmupState | None:
-        if not self.s.enabled or not self.s.warmup.enabled or provider.startswith("relay:"):
+    def _limits(self, provider: str) -> ProviderLimits:
+        """A provider's limits. A smarthost (``relay:HOST``) has limits of its own that we do
+        not know: none unless ``reputation.limits.relay`` sets some (AIMD still backs off
+        when it throttles)."""
+        if provider.startswith("relay:"):
+            if "relay" in self._known_limits:
+                return self.limits.for_provider("relay")
+            return RELAY_LIMITS
+        return self.limits.for_provider(provider)
+
+    def _new_warmup(
+        self, domain: str, provider: str, now: float, ip: str = ANY_IP
+    ) -> warmup.WarmupState | None:
+        if not self.s.enabled or not self.s.warmup.enabled or not named(provider):
             return None
+        for target in (f"ip:{ip}", f"domain:{domain}", f"provider:{provider}"):
+            day = self.presets.get(target)
+            if day is not None:  # an operator set the warm-up day of this IP/domain
+                if day - 1 >= len(self.schedule.caps):
+                    return None
+                return warmup.set_day(warmup.WarmupState(), day - 1, now=now)
         # "No sending history": nothing delivered from this domain in the last 30 days.
         history = self.windows.totals(f"domain:{domain}", "30d", now).get("delivered", 0)
         return None if history else warmup.WarmupState()
 
     def _lane_from(self, key: str, st: Mapping[str, Any]) -> Lane:
         provider = str(st["provider"])
-        limits = self.limits.for_provider(provider)
+        limits = self._limits(provider)
         w = st.get("warmup")
+        rate: aimd.RateState = _known(aimd.RateState, st["rate"])
         return Lane(
             key,
             str(st["domain"]),
             str(st["ip"]),
             provider,
             limits,
-            _known(aimd.RateState, st["rate"]),
-            tokens.Bucket(1.0, self._now()),
+            rate,
+            tokens.full(_burst(rate.rate), self._now()),
             _breaker_from(st.get("breaker")),
             _known(warmup.WarmupState, w) if w else None,
         )
@@ -379,7 +418,7 @@ class ReputationEngine:
     async def slot(self, provider: str, ip: str = "") -> AsyncIterator[int]:
         """One connection to ``provider`` from ``ip``: waits while the provider's
         ``connections`` are in use. Yields the messages allowed on the connection."""
-        limits = self.limits.for_provider(provider)
+        limits = self._limits(provider)
         if not self.s.enabled:
             yield 0
             return
@@ -387,6 +426,23 @@ class ReputationEngine:
             yield limits.messages_per_connection
 
     # -- decisions ------------------------------------------------------------------------
+    def choose(self, domain: str, provider: str, n: int, tenant: str = "") -> tuple[Lane, Permit]:
+        """The lane to send ``n`` recipients on now, over every sending IP: IPs still warming
+        up first (so they warm), and mail over a cold IP's cap (or rate) overflows to the
+        next. Without a lane that may send: the first lane and its earliest refusal."""
+        lanes = [self.lane(domain, provider, ip) for ip in self.source_ips]
+        if len(lanes) > 1:
+            lanes.sort(key=lambda x: x.warmup is None)
+        refusals: list[tuple[Lane, Permit]] = []
+        for lane in lanes:
+            p = self.permit(lane, n, tenant)
+            if p.ok:
+                return lane, p
+            if p.cause == "pause":
+                return lane, p  # a pause of the domain or tenant holds on every IP
+            refusals.append((lane, p))
+        return min(refusals, key=lambda lp: lp[1].hold_until)
+
     def permit(self, lane: Lane, n: int, tenant: str = "") -> Permit:
         """May ``n`` recipients of ``tenant``'s mail go out on ``lane`` now?"""
         now = self._now()
@@ -398,7 +454,7 @@ class ReputationEngine:
             f"tenant:{tenant or '-'}",
         )
         if paused is not None:
-            return Permit(False, hold_until=now + PAUSE_RECHECK, reason=paused)
+            return Permit(False, hold_until=now + PAUSE_RECHECK, reason=paused, cause="pause")
         if not self.s.enabled:
             return Permit(True)
         for holder in (self.identities.get(f"domain:{lane.domain}"), self._ip_ident(lane), lane):
@@ -414,12 +470,14 @@ class ReputationEngine:
                     False,
                     hold_until=ident.breaker.retry_at,
                     reason=f"{ident.key} breaker open until {_iso(ident.breaker.retry_at)}",
+                    cause="breaker",
                 )
         if lane.breaker.phase == breaker.Phase.OPEN:
             return Permit(
                 False,
                 hold_until=lane.breaker.retry_at,
                 reason=f"lane breaker open until {_iso(lane.breaker.retry_at)}",
+                cause="breaker",
             )
         if lane.rate.not_before > now:
             return Permit(
@@ -427,12 +485,15 @@ class ReputationEngine:
                 wait=lane.rate.not_before - now,
                 hold_until=lane.rate.not_before,
                 reason=f"provider asked to retry after {_iso(lane.rate.not_before)}",
+                cause="retry_after",
             )
         rate = lane.rate.rate
-        burst = max(float(n), rate * 10 / 3600, 1.0)
+        burst = max(float(n), _burst(rate))
         bucket, wait = tokens.take(lane.bucket, rate, burst, now, float(n))
         if wait > 0:
-            return Permit(False, wait=wait, hold_until=now + wait, reason=f"rate {rate:.0f}/h")
+            return Permit(
+                False, wait=wait, hold_until=now + wait, reason=f"rate {rate:.0f}/h", cause="rate"
+            )
         if lane.warmup is not None:
             lane.warmup, rolled = warmup.roll(lane.warmup, self.schedule, now=now, s=self.warm)
             self._act(f"lane:{lane.key}", rolled, lane.key)
@@ -440,14 +501,14 @@ class ReputationEngine:
             if not ok:
                 lane.warmup = st
                 self._dirty.add(lane.key)
-                return Permit(False, hold_until=now + max(wwait, 1.0), reason=why)
+                return Permit(False, hold_until=now + max(wwait, 1.0), reason=why, cause="warmup")
             lane.warmup = st
         for holder in self._half_open(lane):
             st2, ok, why = breaker.admit(holder.breaker, now=now, s=self.breaker)
             holder.breaker = st2
             self._dirty.add(holder.key)
             if not ok:
-                return Permit(False, hold_until=now + PROBE_WAIT, reason=why)
+                return Permit(False, hold_until=now + PROBE_WAIT, reason=why, cause="probe")
         lane.bucket = bucket
         self._dirty.add(lane.key)
         return Permit(True)
@@ -473,6 +534,8 @@ class ReputationEngine:
     def _class_of(self, e: DeliveryEvent) -> str:
         if e.reply_class:
             return e.reply_class
+        if e.code is not None and 200 <= e.code < 300:
+            return "delivered"  # every 2xx to the final dot (texts carry unique queue ids)
         return self.classifier.classify(e.code, e.enhanced, e.text).cls.value
 
     def observe(self, lane: Lane, events: Sequence[DeliveryEvent]) -> None:
@@ -481,7 +544,7 @@ class ReputationEngine:
         bad = False
         for e in events:
             cls = e.reply_class or self._class_of(e)
-            self._count(e, cls, lane.provider)
+            self._count(e, cls, lane.provider, lane.key)
             retry_after = None
             if cls == "throttled":
                 retry_after = self.classifier.classify(e.code, e.enhanced, e.text).retry_after
@@ -525,10 +588,12 @@ class ReputationEngine:
             out.append(self._identity(f"ip:{lane.ip}"))
         return out
 
-    def _count(self, e: DeliveryEvent, cls: str, provider: str) -> None:
+    def _count(self, e: DeliveryEvent, cls: str, provider: str, key: str = "") -> None:
         at = e.at.timestamp()
         counters = event_counters(e.outcome.value, cls, e.outcome.value == "bounced")
-        key = lane_key(e.sender_domain, self.source_ip, provider)
+        if not key:
+            ip = e.source_ip if e.source_ip in self.source_ips else self.source_ip
+            key = lane_key(e.sender_domain, ip, provider)
         add = self.windows.add
         add(f"lane:{key}", at, counters)
         add(f"domain:{e.sender_domain}", at, counters)
@@ -646,6 +711,10 @@ class ReputationEngine:
                         self._resolved.append(("breaker_open", tgt))
             elif what == "warmup":
                 day = int(cmd["day"])
+                if target.partition(":")[0] in ("domain", "ip", "provider"):
+                    self.presets[target] = day  # also for lanes that do not exist yet
+                    preset = {f"preset:{target}": ("preset", {"day": day})}
+                    await self.store.save_states(preset, self.clock.now())
                 for lane in self._lanes_matching(target):
                     st = lane.warmup or warmup.WarmupState()
                     lane.warmup = warmup.set_day(st, max(0, day - 1), now=now)
@@ -705,6 +774,11 @@ def lane_view(lane: Lane, windows: Windows, now: float, sched: warmup.Schedule) 
         "sent_today": None if lane.warmup is None else lane.warmup.sent,
         "last_hour": h1,
     }
+
+
+def _burst(rate_per_hour: float) -> float:
+    """Tokens a lane may spend at once: a minute's worth of its rate (at least one)."""
+    return max(rate_per_hour / 60.0, 1.0)
 
 
 def _iso(ts: float) -> str:

@@ -104,7 +104,8 @@ class Pauses:
 
     async def _command(self, target: str, actor: str, command: str, **extra: Any) -> None:
         now = self.clock.now()
-        key = f"command:{now.timestamp():.6f}:{secrets.token_hex(4)}"
+        # Keys sort in the order the commands were given (wall clock, then a random tail).
+        key = f"command:{time.time_ns():020d}:{secrets.token_hex(4)}"
         state = {"target": target, "actor": actor, "command": command, **extra}
         await self.store.save_states({key: ("command", state)}, now)
 

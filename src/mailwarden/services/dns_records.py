@@ -100,11 +100,10 @@ async def records_to_publish(
     d = normalize_domain(domain)
     if not await accounts.is_local_domain(d):
         raise NotFound(f"domain {d} is not hosted here")
-    source = settings.delivery.source_address
     return records_for(
         d,
         hostname=settings.hostname,
         keys=await dkim.published(d),
-        sending_ips=[source] if source else [],
+        sending_ips=settings.delivery.sending_ips,
         relay_hosts=[t.host for t in parse_table(settings.delivery.transports).values()],
     )

@@ -23,6 +23,9 @@ from mailwarden.reputation.pauses import Pauses
 from mailwarden.reputation.policy.guardrails import GuardrailSettings, TenantVerdict, check_tenant
 from mailwarden.store.events_sql import EventStore
 from mailwarden.store.queue_sql import QueueStore
+from mailwarden.store.reputation_sql import ActionRecord
+
+LOG_EVERY = 600.0
 
 
 @dataclass
@@ -56,6 +59,7 @@ class TenantGuard:
         self.s = GuardrailSettings(**settings.model_dump())
         self.ttl = ttl
         self._usage: dict[str, _Usage] = {}
+        self._logged: dict[str, float] = {}  # account → when its last deferral was logged
 
     async def paused(self, account: str) -> str | None:
         if not account:
@@ -93,6 +97,18 @@ class TenantGuard:
             u.added += len(rcpts)
             u.recent.append((mono, len(rcpts), new))
             u.seen.update(fresh)
+        elif verdict.action == "defer" and mono - self._logged.get(account, -1e9) > LOG_EVERY:
+            # A ceiling: logged (at most every LOG_EVERY seconds per account), not alerted.
+            self._logged[account] = mono
+            act = ActionRecord(
+                self.clock.now(),
+                "auto",
+                "guardrail_defer",
+                f"tenant:{account}",
+                verdict.reason,
+                dict(verdict.inputs),
+            )
+            await self.pauses.store.add_actions([act])
         elif verdict.action == "pause":
             target = f"tenant:{account}"
             await self.pauses.pause(target, "auto", verdict.reason, verdict.inputs)
