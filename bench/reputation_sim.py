@@ -463,10 +463,14 @@ def one_run(name: str, camp: Campaign, args: Any, root: Path, dns: str) -> dict[
             f"{name}: injected {len(injected)} in {inj['seconds']:.1f}s, "
             f"{len(inj['failed'])} failed"
         )
-        row["complete"] = wait_delivered(
-            name, sim, target, injected & camp.unknown, injected, t0, args.timeout
-        )
-        row["queue_drained"] = target.wait_drained(60)
+        try:
+            row["complete"] = wait_delivered(
+                name, sim, target, injected & camp.unknown, injected, t0, args.timeout
+            )
+            row["queue_drained"] = target.wait_drained(60)
+        except (KeyboardInterrupt, SystemExit) as exc:  # report what arrived so far
+            log(f"{name}: interrupted ({exc!r}); reporting what was delivered until now")
+            row.update(complete=False, interrupted=True, queue_drained=False)
         row["server_cpu_s"] = round(target.cpu() - cpu0, 1)
     finally:
         final = sim.stop()
@@ -590,7 +594,11 @@ def report(rows: list[dict[str, Any]], camp: Campaign, args: Any, errors: dict[s
         cells = []
         for r in rows:
             v = f"{r['server_cpu_s']} / {r['sim_cpu_s']}" if key == "cpu" else r.get(key)
-            cells.append("not all delivered" if v is None and key == "deliver_all_s" else str(v))
+            if key == "deliver_all_s" and v is None:
+                v = "not all delivered"
+            elif key == "lost" and not r["complete"]:
+                v = f"{v} (undelivered when the run ended; still queued or lost)"
+            cells.append(str(v))
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += [
         "",
@@ -616,7 +624,9 @@ def report(rows: list[dict[str, Any]], camp: Campaign, args: Any, errors: dict[s
             f"\nthrottle+block replies Postfix/mailwarden: {ratio:.1f}× (target ≥ 5×) — {verdict}"
         )
     for r in rows:
-        if r["lost"] or r["unexpected"] or r["inject_failed"] or not r["complete"]:
+        if r.get("interrupted"):
+            out.append(f"INTERRUPTED {r['target']}: figures up to the interruption")
+        elif r["lost"] or r["unexpected"] or r["inject_failed"] or not r["complete"]:
             out.append(
                 f"PROBLEM {r['target']}: lost {r['lost']}, unexpected {r['unexpected']}, "
                 f"injection failures {r['inject_failed']} {r['inject_errors']}, "
@@ -707,6 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in targets:
             try:
                 rows.append(one_run(name, camp, args, root, knot.nameserver if knot else ""))
+                if rows[-1].get("interrupted"):
+                    rc = 130
+                    break
             except BenchAbort as exc:
                 errors[name] = str(exc)[-3000:]
                 log(f"{name} failed: {str(exc)[-1500:]}")

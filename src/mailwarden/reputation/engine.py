@@ -35,7 +35,7 @@ from mailwarden.reputation.alerts import AlertService
 from mailwarden.reputation.classify import Classifier
 from mailwarden.reputation.overrides import aimd_settings, breaker_settings
 from mailwarden.reputation.pauses import PAUSE_RECHECK, Pauses
-from mailwarden.reputation.policy import aimd, breaker, tokens, warmup
+from mailwarden.reputation.policy import aimd, breaker, connections, tokens, warmup
 from mailwarden.reputation.policy.actions import Action
 from mailwarden.reputation.policy.limits import LimitsTable, ProviderLimits
 from mailwarden.reputation.providers import ProviderMap
@@ -53,6 +53,7 @@ BAD_CLASSES = frozenset(
 )
 ANY_IP = "*"
 FEEDBACK = ("async_bounce", "complaint")
+SCORE_HISTORY_DAYS = 90
 
 
 # A smarthost's lane, unless reputation.limits.relay is set: no rate or connection limit of
@@ -192,6 +193,7 @@ class ReputationEngine:
         self.identities: dict[str, Identity] = {}
         self.scores: dict[str, Score] = {}
         self.slots = _Slots()
+        self.conns: dict[str, connections.ConnState] = {}  # per provider, not saved
         self._provider_cache: dict[str, tuple[str, float]] = {}
         self._dirty: set[str] = set()
         self._log: list[ActionRecord] = []
@@ -199,6 +201,7 @@ class ReputationEngine:
         self._resolved: list[tuple[str, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False  # a breaker closed since the last tick
+        self._pruned = 0.0  # when score history was last pruned
         self._feedback_id = 0  # the last event id seen by rebuild/_new_feedback
         self._last_score = 0.0
         self.on_change: list[Callable[[], None]] = []  # after pauses/breakers change (wake)
@@ -422,8 +425,15 @@ class ReputationEngine:
         if not self.s.enabled:
             yield 0
             return
-        async with self.slots.hold(f"{ip or self.source_ip}|{provider}", limits.connections):
+        limit = self._conn(provider).limit
+        async with self.slots.hold(provider, limit):
             yield limits.messages_per_connection
+
+    def _conn(self, provider: str) -> connections.ConnState:
+        st = self.conns.get(provider)
+        if st is None:
+            st = self.conns[provider] = connections.ConnState(self._limits(provider).connections)
+        return st
 
     # -- decisions ------------------------------------------------------------------------
     def choose(self, domain: str, provider: str, n: int, tenant: str = "") -> tuple[Lane, Permit]:
@@ -438,8 +448,8 @@ class ReputationEngine:
             p = self.permit(lane, n, tenant)
             if p.ok:
                 return lane, p
-            if p.cause == "pause":
-                return lane, p  # a pause of the domain or tenant holds on every IP
+            if p.cause == "pause" and not p.reason.startswith(("ip:", "lane:")):
+                return lane, p  # a pause of the domain, provider or tenant holds everywhere
             refusals.append((lane, p))
         return min(refusals, key=lambda lp: lp[1].hold_until)
 
@@ -563,6 +573,16 @@ class ReputationEngine:
                 self._act(f"lane:{lane.key}", act, lane.key)
             if lane.rate != old_rate:
                 self._dirty.add(lane.key)
+            conn, cact = connections.on_result(
+                self._conn(lane.provider),
+                cls,
+                e.text,
+                now=now,
+                maximum=lane.limits.connections,
+                s=self.aimd,
+            )
+            self.conns[lane.provider] = conn
+            self._act(f"provider:{lane.provider}", cact, lane.key)
             if lane.warmup is not None:
                 lane.warmup = warmup.record(lane.warmup, cls, e.outcome.value)
             holders: list[Lane | Identity] = [lane, *self._identities_of(lane)]
@@ -678,6 +698,9 @@ class ReputationEngine:
             elif score.value >= low and old is not None and old.value < low:
                 self._resolved.append(("score_drop", key))
         await self.store.add_scores(records)
+        if now - self._pruned >= 3600:
+            self._pruned = now
+            await self.store.prune_scores(at - timedelta(days=SCORE_HISTORY_DAYS))
 
     def _score_of(self, domain: str, ip: str) -> float | None:
         vals = [
@@ -777,8 +800,10 @@ def lane_view(lane: Lane, windows: Windows, now: float, sched: warmup.Schedule) 
 
 
 def _burst(rate_per_hour: float) -> float:
-    """Tokens a lane may spend at once: a minute's worth of its rate (at least one)."""
-    return max(rate_per_hour / 60.0, 1.0)
+    """Tokens a lane may spend at once: ten seconds' worth of its rate, at least 5 (a
+    minute's worth would let a lane that starts above a provider's limit blow through it
+    before the first throttling reply comes back)."""
+    return max(rate_per_hour / 360.0, 5.0)
 
 
 def _iso(ts: float) -> str:
