@@ -634,6 +634,20 @@ class ReputationEngine:
         since = breaker.counting_since(b)
         h1 = self.windows.totals(wkey, "1h", now, since=since)
         h24 = self.windows.totals(wkey, "24h", now, since=since)
+        if isinstance(holder, Identity) and h1.get("reputation_block"):
+            # One provider's block is that provider's verdict: its lane's breaker handles
+            # it. The domain or IP as a whole trips on blocks only when two or more
+            # providers block it (hard bounces and complaints count across providers).
+            blocking = {
+                x.provider
+                for x in self._lanes_under(holder)
+                if self.windows.totals(f"lane:{x.key}", "1h", now, since=since).get(
+                    "reputation_block", 0
+                )
+                >= self.breaker.block_count
+            }
+            if len(blocking) < 2:
+                h1 = {**h1, "reputation_block": 0}
         st, act = breaker.evaluate(b, h1, h24, now=now, s=self.breaker)
         if st != b:
             holder.breaker = st
