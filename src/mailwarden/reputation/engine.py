@@ -571,6 +571,9 @@ class ReputationEngine:
             )
             if act is not None:
                 self._act(f"lane:{lane.key}", act, lane.key)
+                if act.kind == "throttle":
+                    # The cut holds from now: the tokens saved at the old rate are gone.
+                    lane.bucket = tokens.Bucket(0.0, now)
             if lane.rate != old_rate:
                 self._dirty.add(lane.key)
             conn, cact = connections.on_result(
