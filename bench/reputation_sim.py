@@ -310,6 +310,9 @@ class SimProcess:
                 raise BenchAbort(f"provsim did not start:\n{(workdir / 'sim.log').read_text()}")
             time.sleep(0.1)
 
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-2000:]
+
     def stats(self) -> dict[str, Any]:
         for _ in range(20):
             try:
@@ -510,6 +513,8 @@ def wait_delivered(
             return False
         if not target.alive():
             raise BenchAbort(f"{name} died during the run:\n" + target.log_tail(30))
+        if sim.proc.poll() is not None:
+            raise BenchAbort(f"the simulator exited during the run:\n{sim.log_text()}")
         time.sleep(1.0)
 
 

@@ -642,8 +642,10 @@ class Simulator:
             try:
                 for i, (name, script) in enumerate(self.scripts.items()):
                     host = str(self.first_ip + i)
-                    prov = Provider(name, host, port, script=script, tls=self.tls)
-                    prov.hostname = f"mx1.{name}.{self.suffix}"
+                    hostname = f"mx1.{name}.{self.suffix}"
+                    prov = Provider(
+                        name, host, port, script=script, hostname=hostname, tls=self.tls
+                    )
                     self.providers[name] = prov.start()
                     port = prov.port
                 self.port = port
@@ -731,9 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = json.loads(args.config.read_text())
     scripts = {n: script_from_json(s or {}) for n, s in cfg["providers"].items()}
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # taken by sigtimedwait; threads inherit
     sim = Simulator(
         scripts,
         port=int(cfg.get("port", 0)),
@@ -749,8 +750,9 @@ def main(argv: list[str] | None = None) -> int:
         dump(False)
         where = " ".join(f"{n}={p.host}:{p.port}" for n, p in sim.providers.items())
         print(f"READY {where}", flush=True)
-        while not stop.wait(args.interval):
+        while (got := signal.sigtimedwait(stops, args.interval)) is None:
             dump(False)
+        print(f"stopping on signal {got.si_signo} from pid {got.si_pid}", flush=True)
         dump(True)
     return 0
 
