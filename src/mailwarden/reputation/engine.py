@@ -817,10 +817,11 @@ def lane_view(lane: Lane, windows: Windows, now: float, sched: warmup.Schedule) 
 
 
 def _burst(rate_per_hour: float) -> float:
-    """Tokens a lane may spend at once: ten seconds' worth of its rate, at least 5 (a
-    minute's worth would let a lane that starts above a provider's limit blow through it
-    before the first throttling reply comes back)."""
-    return max(rate_per_hour / 360.0, 5.0)
+    """Tokens a lane may spend at once: ten seconds' worth of its rate (a minute's worth
+    would let a lane that starts above a provider's limit blow through it before the first
+    throttling reply comes back), but at least 20, so a person's handful of messages to one
+    domain does not wait on a slow lane."""
+    return max(rate_per_hour / 360.0, 20.0)
 
 
 def _iso(ts: float) -> str:
