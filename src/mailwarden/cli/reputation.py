@@ -201,12 +201,11 @@ def explain(target: TargetArg, config: ConfigOpt = None, as_json: JsonOpt = Fals
         now = engine.clock.now().timestamp()
         kind, _, value = target.partition(":")
         out: dict[str, Any] = {"target": target}
-        wkey = f"lane:{value}" if kind == "lane" else target
-        out["counts"] = {
-            span: engine.windows.totals(wkey, span, now) for span in ("1h", "24h", "7d", "30d")
+        out["counts"] = {  # targets are window keys ("lane:..." for a lane)
+            span: engine.windows.totals(target, span, now) for span in ("1h", "24h", "7d", "30d")
         }
         if kind != "provider":
-            score = engine.score_now(wkey if kind != "lane" else f"domain:{value.split('|')[0]}")
+            score = engine.score_now(target if kind != "lane" else f"domain:{value.split('|')[0]}")
             out["score"] = {
                 "value": round(score.value, 1),
                 "sample": score.sample,

@@ -97,6 +97,11 @@ class Lane:
     breaker: breaker.BreakerState = field(default_factory=breaker.BreakerState)
     warmup: warmup.WarmupState | None = None  # None: warmed up (or warm-up is off)
 
+    @property
+    def target(self) -> str:
+        """Its name in the windows, the remediation log, pauses and alerts."""
+        return f"lane:{self.key}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
@@ -112,6 +117,10 @@ class Lane:
 class Identity:
     key: str  # domain:example.com | ip:192.0.2.1
     breaker: breaker.BreakerState = field(default_factory=breaker.BreakerState)
+
+    @property
+    def target(self) -> str:
+        return self.key
 
     def to_json(self) -> dict[str, Any]:
         return {"breaker": dataclasses.asdict(self.breaker)}
@@ -280,12 +289,12 @@ class ReputationEngine:
                 await fn()
         now = self._now()
         for ident in list(self.identities.values()):
-            self._evaluate_identity(ident, now)
+            self._evaluate(ident, now)
         for lane in list(self.lanes.values()):
-            self._evaluate_lane(lane, now)
+            self._evaluate(lane, now)
             if lane.warmup is not None:
                 lane.warmup, act = warmup.roll(lane.warmup, self.schedule, now=now, s=self.warm)
-                self._act(f"lane:{lane.key}", act, lane.key)
+                self._act(lane.target, act, lane.key)
         if now - self._last_score >= self.s.score_interval:
             self._last_score = now
             await self._scores(now)
@@ -358,7 +367,7 @@ class ReputationEngine:
             self._dirty.add(key)
             if lane.warmup is not None:
                 self._act(
-                    f"lane:{key}",
+                    lane.target,
                     Action(
                         "warmup_start",
                         f"new lane: warm-up schedule {self.schedule.name} day 1, "
@@ -418,9 +427,9 @@ class ReputationEngine:
         return ident
 
     @contextlib.asynccontextmanager
-    async def slot(self, provider: str, ip: str = "") -> AsyncIterator[int]:
-        """One connection to ``provider`` from ``ip``: waits while the provider's
-        ``connections`` are in use. Yields the messages allowed on the connection."""
+    async def slot(self, provider: str) -> AsyncIterator[int]:
+        """One connection to ``provider`` (from any of our IPs): waits while the provider's
+        adaptive connection limit is in use. Yields the messages allowed on it."""
         limits = self._limits(provider)
         if not self.s.enabled:
             yield 0
@@ -457,7 +466,7 @@ class ReputationEngine:
         """May ``n`` recipients of ``tenant``'s mail go out on ``lane`` now?"""
         now = self._now()
         paused = self.pauses.find(
-            f"lane:{lane.key}",
+            lane.target,
             f"domain:{lane.domain}",
             f"ip:{lane.ip}",
             f"provider:{lane.provider}",
@@ -472,8 +481,7 @@ class ReputationEngine:
                 continue
             b = holder.breaker
             if b.phase == breaker.Phase.OPEN and b.retry_at <= now:  # backoff over
-                wkey = f"lane:{holder.key}" if isinstance(holder, Lane) else holder.key
-                self._evaluate(holder, wkey, now)  # → half-open now
+                self._evaluate(holder, now)  # → half-open now
         for ident in (self.identities.get(f"domain:{lane.domain}"), self._ip_ident(lane)):
             if ident is not None and ident.breaker.phase == breaker.Phase.OPEN:
                 return Permit(
@@ -506,7 +514,7 @@ class ReputationEngine:
             )
         if lane.warmup is not None:
             lane.warmup, rolled = warmup.roll(lane.warmup, self.schedule, now=now, s=self.warm)
-            self._act(f"lane:{lane.key}", rolled, lane.key)
+            self._act(lane.target, rolled, lane.key)
             st, ok, why, wwait = warmup.admit(lane.warmup, self.schedule, now=now, n=n, s=self.warm)
             if not ok:
                 lane.warmup = st
@@ -523,8 +531,8 @@ class ReputationEngine:
         self._dirty.add(lane.key)
         return Permit(True)
 
-    def _half_open(self, lane: Lane) -> list[Any]:
-        out: list[Any] = [
+    def _half_open(self, lane: Lane) -> list[Lane | Identity]:
+        out: list[Lane | Identity] = [
             x
             for x in (self.identities.get(f"domain:{lane.domain}"), self._ip_ident(lane), lane)
             if x is not None and x.breaker.phase == breaker.Phase.HALF_OPEN
@@ -570,7 +578,7 @@ class ReputationEngine:
                 s=self.aimd,
             )
             if act is not None:
-                self._act(f"lane:{lane.key}", act, lane.key)
+                self._act(lane.target, act, lane.key)
                 if act.kind == "throttle":
                     # The cut holds from now: the tokens saved at the old rate are gone.
                     lane.bucket = tokens.Bucket(0.0, now)
@@ -597,9 +605,9 @@ class ReputationEngine:
                     self._breaker_act(holder, act, now)
             bad = bad or cls in BAD_CLASSES
         if bad:
-            self._evaluate_lane(lane, now)
+            self._evaluate(lane, now)
             for ident in self._identities_of(lane):
-                self._evaluate_identity(ident, now)
+                self._evaluate(ident, now)
 
     def feedback(self, e: DeliveryEvent) -> None:
         """A complaint or asynchronous bounce (reputation/feedback) for mail we sent."""
@@ -626,13 +634,8 @@ class ReputationEngine:
             add(f"ip:{e.source_ip}", at, counters)
 
     # -- breakers ---------------------------------------------------------------------------
-    def _evaluate_lane(self, lane: Lane, now: float) -> None:
-        self._evaluate(lane, f"lane:{lane.key}", now)
-
-    def _evaluate_identity(self, ident: Identity, now: float) -> None:
-        self._evaluate(ident, ident.key, now)
-
-    def _evaluate(self, holder: Lane | Identity, wkey: str, now: float) -> None:
+    def _evaluate(self, holder: Lane | Identity, now: float) -> None:
+        wkey = holder.target
         b = holder.breaker
         since = breaker.counting_since(b)
         h1 = self.windows.totals(wkey, "1h", now, since=since)
@@ -644,9 +647,7 @@ class ReputationEngine:
             blocking = {
                 x.provider
                 for x in self._lanes_under(holder)
-                if self.windows.totals(f"lane:{x.key}", "1h", now, since=since).get(
-                    "reputation_block", 0
-                )
+                if self.windows.totals(x.target, "1h", now, since=since).get("reputation_block", 0)
                 >= self.breaker.block_count
             }
             if len(blocking) < 2:
@@ -660,7 +661,7 @@ class ReputationEngine:
     def _breaker_act(self, holder: Lane | Identity, act: Action | None, now: float) -> None:
         if act is None:
             return
-        target = f"lane:{holder.key}" if isinstance(holder, Lane) else holder.key
+        target = holder.target
         self._act(target, act, holder.key)
         if act.kind == "breaker_open":
             self._alerts.append(
@@ -669,7 +670,7 @@ class ReputationEngine:
             for lane in self._lanes_under(holder):
                 if lane.warmup is not None and lane.warmup.day > 0:
                     lane.warmup, back = warmup.step_back(lane.warmup, now=now)
-                    self._act(f"lane:{lane.key}", back, lane.key)
+                    self._act(lane.target, back, lane.key)
             self._changed()
         elif act.kind == "breaker_close":
             self._resolved.append(("breaker_open", target))
@@ -747,8 +748,7 @@ class ReputationEngine:
                             holder.key,
                             actor=actor,
                         )
-                        tgt = f"lane:{holder.key}" if isinstance(holder, Lane) else holder.key
-                        self._resolved.append(("breaker_open", tgt))
+                        self._resolved.append(("breaker_open", holder.target))
             elif what == "warmup":
                 day = int(cmd["day"])
                 if target.partition(":")[0] in ("domain", "ip", "provider"):
@@ -802,7 +802,7 @@ class ReputationEngine:
 
 
 def lane_view(lane: Lane, windows: Windows, now: float, sched: warmup.Schedule) -> dict[str, Any]:
-    h1 = windows.totals(f"lane:{lane.key}", "1h", now)
+    h1 = windows.totals(lane.target, "1h", now)
     return {
         "lane": lane.key,
         "provider": lane.provider,
