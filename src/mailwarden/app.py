@@ -27,6 +27,7 @@ from mailwarden.reputation.policy.limits import LimitsTable
 from mailwarden.reputation.policy.warmup import load_schedules
 from mailwarden.reputation.providers import ProviderMap
 from mailwarden.services.accounts import AccountService
+from mailwarden.services.audit import AuditService
 from mailwarden.services.authguard import AuthGuard
 from mailwarden.services.bounces import BounceService
 from mailwarden.services.dkim_keys import DkimService
@@ -88,6 +89,7 @@ class Services:
     alerts: AlertService
     pauses: Pauses
     tenants: TenantGuard
+    audits: AuditService
 
 
 async def build_services(
@@ -154,6 +156,7 @@ async def build_services(
         alerts=alerts,
         pauses=pauses,
         tenants=tenants,
+        audits=AuditService(settings, accounts, dkim, rep_store, alerts, resolver, clock),
     )
 
 
@@ -206,8 +209,10 @@ class App:
                 server = await self._start_smtp(listener, sock, tls)
             self.bound[name] = sock_address(sock)
             self._servers.append(server)
+        self.services.audits.bound = dict(self.bound)
         if self.run_queue:
             s = self.services
+            s.audits.start()  # one process audits: the one that runs the queue
             self.engine = build_engine(s)
             await self.engine.start()
             self.runner = QueueRunner(
@@ -325,6 +330,7 @@ class App:
         self._servers.clear()
         self._gates.clear()
         if self.services is not None:
+            await self.services.audits.stop()
             await self.services.notifier.close()
             await self.services.indexer.close()
             await self.services.db.close()

@@ -60,7 +60,11 @@ def settings_or_exit(config: Path | None) -> Settings:
 
 def run_with_services(config: Path | None, fn: Callable[[Services], Awaitable[T]]) -> T:
     """Load config, open the store, run ``fn``, close; map domain errors to exit codes."""
-    settings = settings_or_exit(config)
+    return run_with_settings(settings_or_exit(config), fn)
+
+
+def run_with_settings(settings: Settings, fn: Callable[[Services], Awaitable[T]]) -> T:
+    """run_with_services for settings already loaded (and perhaps adjusted)."""
 
     async def main() -> T:
         services = await build_services(settings)

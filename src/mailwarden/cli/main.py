@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from mailwarden.cli.admin import alias_app, domain_app, user_app
+from mailwarden.cli.audit import audit_command
 from mailwarden.cli.common import EXIT_CONFIG, EXIT_ERROR, ConfigOpt, fail, settings_or_exit
+from mailwarden.cli.initconf import write_initial_config
 from mailwarden.cli.mail import mailbox_app, message_app
 from mailwarden.cli.reputation import reputation_app
 from mailwarden.cli.sending import auth_app, dkim_app, events_app, queue_app
-from mailwarden.config.schema import default_listeners
+from mailwarden.cli.setup import setup_command
 
 app = typer.Typer(
     help="mailwarden: an all-in-one mail server that protects its own sender reputation.",
@@ -34,33 +34,8 @@ app.add_typer(queue_app, name="queue")
 app.add_typer(auth_app, name="auth")
 app.add_typer(events_app, name="events")
 app.add_typer(reputation_app, name="reputation")
-
-PRODUCTION_PORTS = {
-    "mx": 25,
-    "submission": 587,
-    "submissions": 465,
-    "imap": 143,
-    "imaps": 993,
-    "http": 443,
-}
-
-
-def initial_config(hostname: str, data_dir: str, production: bool) -> dict[str, object]:
-    listeners = {}
-    for name, lst in default_listeners().items():
-        entry = lst.model_dump(exclude={"enabled"})
-        if production:
-            entry["address"] = "*"
-            entry["port"] = PRODUCTION_PORTS[name]
-        listeners[name] = entry
-    return {
-        "hostname": hostname,
-        "data_dir": data_dir,
-        "storage": {"url": ""},
-        "dns": {"nameservers": []},
-        "listeners": listeners,
-        "workers": 0 if production else 1,  # production: one server process per core
-    }
+app.command("audit")(audit_command)
+app.command("setup")(setup_command)
 
 
 @app.command()
@@ -76,35 +51,10 @@ def init(
     config: ConfigOpt = None,
 ) -> None:
     """Write mailwarden.yaml, create the data directory, a TLS certificate and the database."""
-    from mailwarden.app import build_services
-    from mailwarden.config.loader import validate_mapping
-    from mailwarden.core.errors import ConfigError
-    from mailwarden.tlsconf import generate_self_signed
-
     path = config or Path("mailwarden.yaml")
     if path.exists() and not force:
         raise fail(f"{path} already exists (use --force to overwrite)", EXIT_ERROR)
-    data = initial_config(hostname, data_dir, production)
-    try:
-        settings = validate_mapping(data, path.resolve().parent)
-    except ConfigError as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# mailwarden configuration; reference: docs/config.md\n"
-        + yaml.safe_dump(data, sort_keys=False),
-        encoding="utf-8",
-    )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    assert settings.tls.cert is not None and settings.tls.key is not None
-    if not settings.tls.cert.exists():
-        generate_self_signed(settings.hostname, settings.tls.cert, settings.tls.key)
-
-    async def setup_db() -> None:
-        services = await build_services(settings)
-        await services.db.close()
-
-    asyncio.run(setup_db())
+    settings = write_initial_config(path, hostname, data_dir, production)
     typer.echo(
         f"wrote {path}; data in {settings.data_dir}; self-signed certificate in {settings.tls.cert}"
     )

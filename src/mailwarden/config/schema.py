@@ -391,6 +391,32 @@ class ReputationSettings(_Strict):
     tick: float = Field(
         5.0, gt=0, le=60, description="Seconds between breaker/warm-up evaluations and state saves."
     )
+    audit_interval: float = Field(
+        86_400.0,
+        ge=0,
+        description="Seconds between deliverability audits of every hosted domain (the "
+        "first runs 30 s after start-up); 0 turns scheduled audits off.",
+    )
+    blocklists: list[str] = Field(
+        default_factory=list,
+        description="DNS blocklists the audit checks: 'ip:ZONE', 'domain:ZONE', optionally "
+        "'=127.0.0.2,...' for the codes that mean listed. Empty: Spamhaus ZEN and DBL, "
+        "Barracuda, SpamCop. Spamhaus refuses queries from public resolvers: use a local one.",
+    )
+    audit_ca_file: Path | None = Field(
+        None, description="Extra CA certificates (PEM) the audit's TLS checks trust."
+    )
+    audit_https_port: int = Field(
+        443, ge=1, le=65535, description="Port of the MTA-STS policy host (443; change for tests)."
+    )
+
+    @field_validator("blocklists")
+    @classmethod
+    def _blocklists(cls, v: list[str]) -> list[str]:
+        from mailwarden.reputation.audit.blocklists import parse_blocklists
+
+        parse_blocklists(v)
+        return v
 
     @field_validator("limits", "aimd", "breaker")
     @classmethod

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import SMTP, Envelope, TLSSetupException
 
 from mailwarden.core import replies
 from mailwarden.core.address import Address
@@ -19,6 +20,8 @@ from mailwarden.delivery.local import LocalTarget, fits_quota
 from mailwarden.services.accounts import AccountService
 from mailwarden.smtp.data import DataProblem, receive
 from mailwarden.store.records import SentToken
+
+log = logging.getLogger("mailwarden.smtp")
 
 # "<local@domain>" then optional " PARAMS"; dot-atom local part (RFC 5321 §4.1.2,
 # UTF-8 allowed per RFC 6531) and a plain domain.
@@ -210,6 +213,17 @@ class MailwardenSMTP(SMTP):
             return
         await super()._handle_client()
 
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A client gave up on the STARTTLS handshake (scanners, verifying clients that
+            # do not like the certificate): routine, not a server error. aiosmtpd closes
+            # the connection without sending this reply.
+            peer = self.session.peer if self.session is not None else None
+            log.info("TLS handshake with %s failed: %s", _peer(peer), _tls_reason(error))
+            return "454 4.7.0 TLS not available due to temporary reason"  # RFC 3207 §4
+        result: str = await super().handle_exception(error)
+        return result
+
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.5.3.2: say why before closing an idle session (as Postfix does).
         if self.transport is not None and not self.transport.is_closing():
@@ -283,6 +297,22 @@ class MailwardenSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
+
+
+def _peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "?")
+
+
+def _tls_reason(error: Exception) -> str:
+    """What went wrong in the handshake aiosmtpd wrapped in TLSSetupException."""
+    cause = error.__cause__ or error
+    if isinstance(cause, ssl.SSLError) and cause.reason:
+        return str(cause.reason)
+    if isinstance(cause, ConnectionError):
+        return f"the client closed the connection ({type(cause).__name__})"
+    return str(cause) or type(cause).__name__
 
 
 def null_to_empty(address: str) -> str:
