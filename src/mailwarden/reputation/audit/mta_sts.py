@@ -21,11 +21,11 @@ from mailwarden.core.errors import MailwardenError
 from mailwarden.dns.resolver import Resolver, mx_hosts
 from mailwarden.reputation.audit.cache import CachingResolver
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult, Status
+from mailwarden.reputation.audit.net import close_writer
 
 NAME = "mta_sts"
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
 FETCH_TIMEOUT = 10.0  # seconds for the whole fetch (RFC 8461 §3.3: senders SHOULD time out)
-CLOSE_TIMEOUT = 2.0  # seconds for the TLS close_notify exchange before we abort
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: senders SHOULD limit the policy size
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: max_age is at most one year
 SHORT_MAX_AGE = 86_400  # below a day the policy protects little (§3.2 suggests weeks)
@@ -271,18 +271,6 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
     return bytes(body)
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except (OSError, TimeoutError):
-        writer.transport.abort()
-    except asyncio.CancelledError:
-        writer.transport.abort()
-        raise
-
-
 async def _exchange(ip: str, port: int, host: str, ctx: ssl.SSLContext) -> PolicyResponse:
     reader, writer = await asyncio.open_connection(ip, port, ssl=ctx, server_hostname=host)
     try:
@@ -293,7 +281,7 @@ async def _exchange(ip: str, port: int, host: str, ctx: ssl.SSLContext) -> Polic
             raise PolicyFetchError(_status_problem(code, reason, headers))
         body = await _read_body(reader, headers)
     finally:
-        await _close(writer)
+        await close_writer(writer)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

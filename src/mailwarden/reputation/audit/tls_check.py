@@ -36,10 +36,10 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from mailwarden.reputation.audit.cache import CachingResolver
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult, Endpoint, Status
+from mailwarden.reputation.audit.net import close_writer
 
 NAME = "tls"
 PROBE_TIMEOUT = 10.0  # seconds for one endpoint: connect, greeting, STARTTLS, handshake
-CLOSE_TIMEOUT = 2.0  # seconds to wait for the TLS close_notify exchange before aborting
 EXPIRY_WARN = dt.timedelta(days=14)
 MODERN_PROTOCOLS = ("TLSv1.2", "TLSv1.3")  # RFC 8996: nothing older; RFC 9325 §3.1
 _RANK: dict[Status, int] = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
@@ -191,7 +191,7 @@ async def _probe(ep: Endpoint, helo: str, sni: str | None) -> Handshake:
             await _expect(reader, "221", "QUIT")
         return handshake
     finally:
-        await _close(writer)
+        await close_writer(writer)
 
 
 async def _starttls(
@@ -249,15 +249,6 @@ def sent_chain(sslobj: ssl.SSLObject) -> tuple[bytes, ...] | None:
     getter = getattr(sslobj, "get_unverified_chain", None)
     chain = getter() if getter is not None else None
     return tuple(bytes(c) for c in chain) if chain else None
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        writer.transport.abort()
 
 
 def _handshake_failed(exc: ssl.SSLError) -> ProbeError:
