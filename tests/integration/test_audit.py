@@ -292,3 +292,26 @@ def test_schedule_alerts_when_a_check_goes_from_pass_to_fail(
         wait_until(lambda: alert() is None, 15, "the alert to resolve")
     finally:
         srv.stop()
+
+
+def test_a_dns_outage_between_pass_and_fail_still_alerts(site: Site) -> None:
+    s = site.srv.services
+
+    def compare() -> dict[str, str]:
+        return statuses(site.srv.call(s.audits.audit_and_compare(site.domain)))
+
+    def mx_alerts() -> list[object]:
+        return [a for a in site.srv.call(s.alerts.list("active")) if a.type == "audit_mx"]
+
+    assert compare()["mx"] == "pass"
+    site.dns.add_failing_zone(site.domain)  # SERVFAIL: the audit cannot tell
+    assert compare()["mx"] == "warn"
+    assert mx_alerts() == []
+    site.publish(replace={f"{site.domain} MX": f"10 mail.{site.domain}."})
+    assert compare()["mx"] == "fail"
+    [alert] = mx_alerts()
+    assert alert.severity == "critical"  # type: ignore[attr-defined]
+    assert alert.details["fix"] == f"{site.domain}. IN MX 10 {site.host}."  # type: ignore[attr-defined]
+    site.publish()
+    assert compare()["mx"] == "pass"
+    assert mx_alerts() == []

@@ -14,8 +14,9 @@ import pytest
 
 from dnsserver import ZoneSet, txt
 from mailwarden.dns.resolver import DnsPythonResolver
-from mailwarden.reputation.audit.blocklists import check_blocklists, parse_blocklists, query_name
+from mailwarden.reputation.audit.blocklists import check_blocklists
 from mailwarden.reputation.audit.cache import CachingResolver
+from mailwarden.reputation.audit.dnsbl import parse_blocklists, query_name
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult
 
 LISTED_IP = "192.0.2.55"

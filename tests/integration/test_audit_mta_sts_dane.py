@@ -28,7 +28,8 @@ from mailwarden.dns.resolver import DnsPythonResolver
 from mailwarden.reputation.audit.cache import CachingResolver
 from mailwarden.reputation.audit.dane import check_dane, recommended_tlsa
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult
-from mailwarden.reputation.audit.mta_sts import check_mta_sts, fetch_policy
+from mailwarden.reputation.audit.mta_sts import check_mta_sts
+from mailwarden.reputation.audit.policy_fetch import fetch_policy
 
 NOW = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
 STS = "v=STSv1; id=20250101000000"

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from mailwarden.dns.resolver import StaticResolver
-from mailwarden.reputation.audit.blocklists import (
+from mailwarden.reputation.audit.blocklists import check_blocklists
+from mailwarden.reputation.audit.cache import CachingResolver
+from mailwarden.reputation.audit.dnsbl import (
     BARRACUDA,
     DBL,
     DEFAULT_BLOCKLISTS,
@@ -17,12 +19,10 @@ from mailwarden.reputation.audit.blocklists import (
     UCEPROTECT,
     ZEN,
     Blocklist,
-    check_blocklists,
     interpret,
     parse_blocklists,
     query_name,
 )
-from mailwarden.reputation.audit.cache import CachingResolver
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult
 
 IP = "192.0.2.55"

@@ -13,15 +13,17 @@ from mailwarden.dns.resolver import Resolver, StaticResolver
 from mailwarden.reputation.audit import mta_sts
 from mailwarden.reputation.audit.cache import CachingResolver
 from mailwarden.reputation.audit.model import AuditTarget
-from mailwarden.reputation.audit.mta_sts import (
+from mailwarden.reputation.audit.mta_sts import check_mta_sts
+from mailwarden.reputation.audit.policy_fetch import (
     PolicyFetchError,
     PolicyResponse,
-    check_mta_sts,
     fetch_policy,
+    policy_url,
+)
+from mailwarden.reputation.audit.sts_policy import (
     mx_covered,
     parse_policy,
     policy_text,
-    policy_url,
     sts_id,
     tlsrpt_problem,
 )

@@ -9,23 +9,21 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from certs import NOW, Issued, issue, make_ca
-from mailwarden.reputation.audit import tls_check
-from mailwarden.reputation.audit.model import AuditTarget, CheckResult, Endpoint
-from mailwarden.reputation.audit.tls_check import (
+from mailwarden.reputation.audit import tls_probe
+from mailwarden.reputation.audit.certcheck import (
     Finding,
-    Handshake,
-    aggregate,
     certificate_names,
     check_chain,
     check_protocol,
-    check_tls,
     classify_expiry,
     hostname_matches,
     intermediates_for,
     is_self_signed,
-    judge_handshake,
     missing_issuer,
 )
+from mailwarden.reputation.audit.model import AuditTarget, CheckResult, Endpoint
+from mailwarden.reputation.audit.tls_check import aggregate, check_tls, judge_handshake
+from mailwarden.reputation.audit.tls_probe import Handshake
 
 HOST = "mx.example.test"
 
@@ -251,7 +249,7 @@ async def test_a_server_without_starttls_fails_with_the_reason() -> None:
 
 
 async def test_a_silent_server_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tls_check, "PROBE_TIMEOUT", 0.2)
+    monkeypatch.setattr(tls_probe, "PROBE_TIMEOUT", 0.2)
     with socket.create_server(("127.0.0.1", 0)) as listening:  # accepts, never speaks
         port = listening.getsockname()[1]
         result = await check_tls(one_endpoint(port), None)  # type: ignore[arg-type]

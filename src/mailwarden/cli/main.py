@@ -85,6 +85,9 @@ def config_check(config: ConfigOpt = None) -> None:
             problems.append(
                 f"{label}: file {p} does not exist (run `mailwarden init` or set the path)"
             )
+    ca = settings.reputation.audit_ca_file
+    if ca is not None and not ca.exists():
+        problems.append(f"reputation.audit_ca_file: file {ca} does not exist")
     if problems:
         raise fail("invalid configuration:\n  " + "\n  ".join(problems), EXIT_CONFIG)
     typer.echo(f"configuration OK (hostname {settings.hostname}, data in {settings.data_dir})")

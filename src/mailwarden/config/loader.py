@@ -96,7 +96,8 @@ def _absolutize(s: Settings, base: Path) -> Settings:
             "key": _abs(s.tls.key, base) or data_dir / "tls" / "key.pem",
         }
     )
-    return s.model_copy(update={"data_dir": data_dir, "tls": tls})
+    rep = s.reputation.model_copy(update={"audit_ca_file": _abs(s.reputation.audit_ca_file, base)})
+    return s.model_copy(update={"data_dir": data_dir, "tls": tls, "reputation": rep})
 
 
 def _abs(p: Path | None, base: Path) -> Path | None:

@@ -413,7 +413,7 @@ class ReputationSettings(_Strict):
     @field_validator("blocklists")
     @classmethod
     def _blocklists(cls, v: list[str]) -> list[str]:
-        from mailwarden.reputation.audit.blocklists import parse_blocklists
+        from mailwarden.reputation.audit.dnsbl import parse_blocklists
 
         parse_blocklists(v)
         return v

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -25,7 +24,7 @@ from mailwarden.delivery.transports import parse_table
 from mailwarden.dns.resolver import Resolver
 from mailwarden.reputation.alerts import AlertService
 from mailwarden.reputation.audit.auditor import audit
-from mailwarden.reputation.audit.blocklists import parse_blocklists
+from mailwarden.reputation.audit.dnsbl import parse_blocklists
 from mailwarden.reputation.audit.mailboxes import required_addresses
 from mailwarden.reputation.audit.model import AuditReport, AuditTarget, DkimKeyInfo, Endpoint
 from mailwarden.services.accounts import AccountService
@@ -35,6 +34,8 @@ from mailwarden.store.reputation_sql import ReputationStore
 
 log = logging.getLogger("mailwarden.audit")
 KIND = "audit"
+# A failing MX, SPF, DKIM or a blocklisting loses mail now; the rest erodes trust.
+SEVERITY = {"mx": "critical", "spf": "critical", "dkim": "critical", "blocklists": "critical"}
 STARTUP_DELAY = 30.0  # seconds after start-up before the first audit (listeners settle)
 
 
@@ -121,26 +122,32 @@ class AuditService:
         return (await self.store.rows(KIND)).get(f"audit:{normalize_domain(domain)}")
 
     async def audit_and_compare(self, domain: str) -> AuditReport:
-        """Audit, alert on every check that went from pass to fail, keep the report."""
+        """Audit, alert on every check that went from pass to fail, keep the report.
+
+        "From pass" is the last status the check could establish: a pass, then a DNS
+        timeout (warn, not checked), then a fail still alerts.
+        """
         report = await self.audit(domain)
         before = await self.last(domain) or {}
-        was = {c["name"]: c["status"] for c in before.get("checks", [])}
+        known: dict[str, str] = dict(before.get("known", {}))
+        target = f"domain:{report.domain}"
         for check in report.checks:
-            target = f"domain:{report.domain}"
-            if check.status == "fail" and was.get(check.name) == "pass":
+            if not check.checked:
+                continue
+            if check.status == "fail" and known.get(check.name) == "pass":
                 await self.alerts.raise_(
                     f"audit_{check.name}",
-                    "warning",
+                    SEVERITY.get(check.name, "warning"),
                     target,
                     f"{report.domain}: {check.name} check now fails: {check.detail}",
                     {"fix": check.fix, "score": report.score},
                 )
             elif check.status == "pass":
                 await self.alerts.resolve(f"audit_{check.name}", target, "audit")
-        await self.store.save_states(
-            {f"audit:{report.domain}": (KIND, {**report.as_dict(), "at": _iso(self.clock.now())})},
-            self.clock.now(),
-        )
+            known[check.name] = check.status
+        now = self.clock.now()
+        state = {**report.as_dict(), "known": known, "at": now.isoformat()}
+        await self.store.save_states({f"audit:{report.domain}": (KIND, state)}, now)
         log.info("audit of %s: score %d", report.domain, report.score)
         return report
 
@@ -172,7 +179,3 @@ class AuditService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat()

@@ -52,12 +52,13 @@ async def _run(name: str, check: Check, target: AuditTarget, dns: CachingResolve
         async with asyncio.timeout(CHECK_TIMEOUT):
             return await check(target, dns)
     except DnsError as exc:
-        return CheckResult(name, "warn", f"could not check: DNS lookup failed ({exc})")
+        detail = f"could not check: DNS lookup failed ({exc})"
     except TimeoutError:
-        return CheckResult(name, "warn", f"could not check within {CHECK_TIMEOUT:.0f} s")
+        detail = f"could not check within {CHECK_TIMEOUT:.0f} s"
     except Exception as exc:
         log.exception("audit check %s of %s failed", name, target.domain)
-        return CheckResult(name, "warn", f"could not check: {type(exc).__name__}: {exc}")
+        detail = f"could not check: {type(exc).__name__}: {exc}"
+    return CheckResult(name, "warn", detail, checked=False)
 
 
 async def audit(

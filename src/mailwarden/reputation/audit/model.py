@@ -38,6 +38,7 @@ class CheckResult:
     status: Status
     detail: str
     fix: str = ""
+    checked: bool = True  # False: a lookup or probe failed, so the status says nothing
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
@@ -81,7 +82,7 @@ class AuditTarget:
     ca_file: Path | None = None  # extra CA certificates trusted by the TLS checks
     cert_file: Path | None = None  # the certificate chain our listeners serve (tls.cert)
     https_port: int = 443  # RFC 8461 §3.3: the MTA-STS policy host (changed only in tests)
-    blocklists: tuple[Any, ...] = ()  # audit.blocklists.Blocklist
+    blocklists: tuple[Any, ...] = ()  # audit.dnsbl.Blocklist
 
 
 @dataclass(frozen=True, slots=True)
