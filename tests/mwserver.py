@@ -52,6 +52,8 @@ def make_config(
         "storage": {"url": storage_url},
         "dns": {"nameservers": [nameserver] if nameserver else [], "timeout": 3, "cache": False},
         "listeners": {"mx": {"protocol": "smtp", "address": "127.0.0.1", "port": port}},
+        # Scheduled audits query DNS blocklists; tests that want them turn them on.
+        "reputation": {"audit_interval": 0},
     }
     for key, value in (extra or {}).items():
         if isinstance(value, dict):
@@ -128,6 +130,9 @@ def settings_for(tmp: Path, cfg: dict[str, Any]) -> Settings:
 
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILWARDEN_")}
+# A server started from a config that `mailwarden init` wrote uses the system resolver:
+# no scheduled audit (DNS blocklists, real names) from tests, unless a test asks for one.
+CLEAN_ENV["MAILWARDEN_REPUTATION__AUDIT_INTERVAL"] = "0"
 
 
 def mw(
@@ -162,6 +167,7 @@ class ServerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailwarden", "run", "--config", str(self.config)],
+            env=CLEAN_ENV,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
