@@ -24,10 +24,10 @@ ZONE_LINE = re.compile(r"^(\S+\.) 3600 IN (MX|TXT) (.+)$", re.M)
 PASSWORD = "wizard horse battery"
 
 
-def _spawn(cwd: Path, env: dict[str, str]) -> pexpect.spawn:
+def _spawn(cwd: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
     return pexpect.spawn(
         sys.executable,
-        ["-m", "mailwarden", "setup"],
+        ["-m", "mailwarden", "setup", *args],
         cwd=str(cwd),
         env=env,
         encoding="utf-8",
@@ -71,7 +71,7 @@ def test_setup_wizard_from_nothing_to_ready(tmp_path: Path, test_tld: KnotServer
         child.expect("Repeat for confirmation")
         child.sendline(PASSWORD)
         child.expect("Publish these DNS records")
-        child.expect("Press Enter to check again")
+        child.expect("press Enter to check now")
         printed = ANSI.sub("", child.before.replace("\r\n", "\n"))
         records = [f"{m[1]} {m[2]} {m[3]}" for m in ZONE_LINE.finditer(printed)]
         assert any(" MX " in r for r in records), printed
@@ -119,10 +119,44 @@ def test_setup_wizard_can_be_stopped_and_resumed(tmp_path: Path, test_tld: KnotS
                 child.sendline(PASSWORD)
             else:
                 child.expect("exists; its password is unchanged")
-            child.expect("Press Enter to check again")
+            child.expect("press Enter to check now")
             child.sendline("q")
             child.expect("stopped")
             child.expect(pexpect.EOF)
         finally:
             child.close()
         assert child.exitstatus == 1
+
+
+def test_setup_wizard_rechecks_by_itself(tmp_path: Path, test_tld: KnotServer) -> None:
+    """Nobody presses a key: the wizard looks again every --interval seconds and sees
+    the records once they are published."""
+    domain = unique_domain("wizard-live")
+    host = f"mx.{domain}"
+    env = {
+        **CLEAN_ENV,
+        "NO_COLOR": "1",
+        "MAILWARDEN_DNS__NAMESERVERS": json.dumps([test_tld.nameserver]),
+        "MAILWARDEN_REPUTATION__BLOCKLISTS": json.dumps([f"ip:dnsbl.{domain}"]),
+    }
+    mw(tmp_path, "init", "--hostname", host, env=env, check=True)
+    test_tld.set_zone(domain, ["mx A 127.0.0.1"])
+    child = _spawn(tmp_path, env, "--interval", "1")
+    try:
+        child.expect("Mail domain")
+        child.sendline(domain)
+        child.expect("Admin mail address")
+        child.sendline("")
+        child.expect("Password")
+        child.sendline(PASSWORD)
+        child.expect("Repeat for confirmation")
+        child.sendline(PASSWORD)
+        child.expect("Checking again in 1 s")
+        printed = ANSI.sub("", child.before.replace("\r\n", "\n"))
+        records = [f"{m[1]} {m[2]} {m[3]}" for m in ZONE_LINE.finditer(printed)]
+        test_tld.set_zone(domain, [*records, "mx A 127.0.0.1"])
+        child.expect(f"{re.escape(domain)} is ready")  # no key pressed
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -105,7 +106,30 @@ def ready(report: AuditReport) -> bool:
     return not any(c.status == "fail" for c in report.checks if c.name in RECORD_CHECKS)
 
 
-async def _recheck(s: Services, domain: str, out: Console) -> bool:
+async def _line_or_timeout(seconds: float) -> str | None:
+    """A line from the terminal, or None when ``seconds`` pass first ("" at end of input)."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        if not line.done():
+            line.set_result(sys.stdin.readline())
+
+    try:
+        loop.add_reader(fd, readable)
+    except (OSError, ValueError):  # stdin is a regular file: no waiting on it
+        return await ask("Press Enter to check again, q to stop", default="", show_default=False)
+    try:
+        async with asyncio.timeout(seconds):
+            return await line
+    except TimeoutError:
+        return None
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _recheck(s: Services, domain: str, out: Console, interval: float) -> bool:
     while True:
         report = await s.audits.audit(domain, only=WIZARD_CHECKS)
         print_report(report, out)
@@ -113,17 +137,22 @@ async def _recheck(s: Services, domain: str, out: Console) -> bool:
             out.print(f"\n[green]{domain} is ready.[/green] Start the server: mailwarden run")
             out.print(f"then check TLS as well: mailwarden audit {domain}", highlight=False)
             return True
-        answer = await ask(
-            "Records not right yet. Press Enter to check again, q to stop",
-            default="",
-            show_default=False,
+        out.print(
+            f"Records not right yet. Checking again in {interval:g} s; "
+            "press Enter to check now, q then Enter to stop."
         )
-        if answer.strip().lower() == "q":
+        answer = await _line_or_timeout(interval)
+        if answer is not None and (answer == "" or answer.strip().lower() == "q"):
             out.print(f"stopped; check again later with: mailwarden audit {domain}")
             return False
 
 
-def setup_command(config: ConfigOpt = None) -> None:
+def setup_command(
+    config: ConfigOpt = None,
+    interval: Annotated[
+        float, typer.Option(min=1, help="Seconds between re-checks of the DNS records.")
+    ] = 30.0,
+) -> None:
     """First-run wizard: config, first domain, admin account, DNS records, live re-check."""
     path = config or Path("mailwarden.yaml")
     if not path.exists():
@@ -142,7 +171,7 @@ def setup_command(config: ConfigOpt = None) -> None:
         domain = await _domain(s, out)
         await _admin(s, domain, out)
         await _records(s, domain, out)
-        return await _recheck(s, domain, out)
+        return await _recheck(s, domain, out, interval)
 
     settings = settings_or_exit(path)
     # Re-checks must see records published a moment ago: no answer cache of our own.
