@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import certs
 from dnsserver import ZoneSet, txt
 from mailwarden.dns.resolver import DnsPythonResolver
 from mailwarden.reputation.audit.cache import CachingResolver
@@ -46,63 +44,14 @@ class Pki:
     leaf: x509.Certificate
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("mailwarden test CA"))
-        .issuer_name(_name("mailwarden test CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
 def issue(directory: Path, hostname: str) -> Pki:
     """A fresh CA and a server certificate for ``hostname`` signed by it, on disk."""
-    ca, ca_key = _ca()
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hostname))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    pki = Pki(directory / "ca.pem", directory / "chain.pem", directory / "key.pem", leaf)
-    pem = serialization.Encoding.PEM
-    pki.ca_file.write_bytes(ca.public_bytes(pem))
-    pki.cert_file.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    pki.key_file.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return pki
+    ca = certs.make_ca()
+    leaf = certs.issue(ca, hostname, days=1)
+    cert_file, key_file = certs.write_chain(directory, leaf, ca)
+    ca_file = directory / "ca.pem"
+    ca_file.write_bytes(ca.pem())
+    return Pki(ca_file, cert_file, key_file, leaf.cert)
 
 
 # ------------------------------------------------------------------ the policy host

@@ -36,19 +36,35 @@ def _spawn(cwd: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
     )
 
 
+def _env(dns: KnotServer, domain: str) -> dict[str, str]:
+    """No colours; DNS and the blocklist on the loopback server."""
+    return {
+        **CLEAN_ENV,
+        "NO_COLOR": "1",
+        "MAILWARDEN_DNS__NAMESERVERS": json.dumps([dns.nameserver]),
+        "MAILWARDEN_REPUTATION__BLOCKLISTS": json.dumps([f"ip:dnsbl.{domain}"]),
+    }
+
+
+def _domain_and_new_admin(child: pexpect.spawn, domain: str) -> None:
+    """Answer the domain prompt, take admin@<domain>, give it PASSWORD twice."""
+    child.expect("Mail domain")
+    child.sendline(domain)
+    child.expect("Admin mail address")
+    child.sendline("")
+    child.expect("Password")
+    child.sendline(PASSWORD)
+    child.expect("Repeat for confirmation")
+    child.sendline(PASSWORD)
+
+
 def test_setup_wizard_from_nothing_to_ready(tmp_path: Path, test_tld: KnotServer) -> None:
     domain = unique_domain("wizard")
     host = f"mx.{domain}"
     ip = f"127.{random.randint(1, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
     test_tld.set_zone(domain, [f"mx A {ip}"])
     test_tld.add_ptr(ip, host)
-    env = {
-        **CLEAN_ENV,
-        "NO_COLOR": "1",
-        "MAILWARDEN_DNS__NAMESERVERS": json.dumps([test_tld.nameserver]),
-        "MAILWARDEN_DELIVERY__SOURCE_ADDRESS": ip,
-        "MAILWARDEN_REPUTATION__BLOCKLISTS": json.dumps([f"ip:dnsbl.{domain}"]),
-    }
+    env = {**_env(test_tld, domain), "MAILWARDEN_DELIVERY__SOURCE_ADDRESS": ip}
     child = _spawn(tmp_path, env)
     try:
         child.expect("host name")
@@ -98,26 +114,18 @@ def test_setup_wizard_can_be_stopped_and_resumed(tmp_path: Path, test_tld: KnotS
     run finds the domain and the admin and does not ask for a password again."""
     domain = unique_domain("wizard-stop")
     host = f"mx.{domain}"
-    env = {
-        **CLEAN_ENV,
-        "NO_COLOR": "1",
-        "MAILWARDEN_DNS__NAMESERVERS": json.dumps([test_tld.nameserver]),
-        "MAILWARDEN_REPUTATION__BLOCKLISTS": json.dumps([f"ip:dnsbl.{domain}"]),
-    }
+    env = _env(test_tld, domain)
     mw(tmp_path, "init", "--hostname", host, env=env, check=True)
     for run in range(2):
         child = _spawn(tmp_path, env)
         try:
-            child.expect("Mail domain")
-            child.sendline(domain)
-            child.expect("Admin mail address")
-            child.sendline("")
             if run == 0:
-                child.expect("Password")
-                child.sendline(PASSWORD)
-                child.expect("Repeat for confirmation")
-                child.sendline(PASSWORD)
+                _domain_and_new_admin(child, domain)
             else:
+                child.expect("Mail domain")
+                child.sendline(domain)
+                child.expect("Admin mail address")
+                child.sendline("")
                 child.expect("exists; its password is unchanged")
             child.expect("press Enter to check now")
             child.sendline("q")
@@ -133,24 +141,12 @@ def test_setup_wizard_rechecks_by_itself(tmp_path: Path, test_tld: KnotServer) -
     the records once they are published."""
     domain = unique_domain("wizard-live")
     host = f"mx.{domain}"
-    env = {
-        **CLEAN_ENV,
-        "NO_COLOR": "1",
-        "MAILWARDEN_DNS__NAMESERVERS": json.dumps([test_tld.nameserver]),
-        "MAILWARDEN_REPUTATION__BLOCKLISTS": json.dumps([f"ip:dnsbl.{domain}"]),
-    }
+    env = _env(test_tld, domain)
     mw(tmp_path, "init", "--hostname", host, env=env, check=True)
     test_tld.set_zone(domain, ["mx A 127.0.0.1"])
     child = _spawn(tmp_path, env, "--interval", "1")
     try:
-        child.expect("Mail domain")
-        child.sendline(domain)
-        child.expect("Admin mail address")
-        child.sendline("")
-        child.expect("Password")
-        child.sendline(PASSWORD)
-        child.expect("Repeat for confirmation")
-        child.sendline(PASSWORD)
+        _domain_and_new_admin(child, domain)
         child.expect("Checking again in 1 s")
         printed = ANSI.sub("", child.before.replace("\r\n", "\n"))
         records = [f"{m[1]} {m[2]} {m[3]}" for m in ZONE_LINE.finditer(printed)]

@@ -21,7 +21,7 @@ from mailwarden.cli.audit import print_report
 from mailwarden.cli.common import ConfigOpt, run_with_settings, settings_or_exit
 from mailwarden.cli.initconf import write_initial_config
 from mailwarden.core.address import Address
-from mailwarden.core.errors import InvalidAddress
+from mailwarden.core.errors import InvalidAddress, NotFound
 from mailwarden.reputation.audit.model import AuditReport
 from mailwarden.services.dns_records import records_to_publish
 
@@ -82,9 +82,10 @@ async def _admin(s: Services, domain: str, out: Console) -> str:
             break
         except InvalidAddress as exc:
             out.print(f"[red]{exc}[/red]", highlight=False)
-    if any(u.address == address.lower() for u in await s.accounts.list_users()):
+    try:
+        await s.accounts.get_user(address)
         out.print(f"{address} exists; its password is unchanged", highlight=False)
-    else:
+    except NotFound:
         await s.accounts.add_user(address, await _password())
         out.print(f"created {address}", highlight=False)
     for local in ROLE_ADDRESSES:  # RFC 5321 §4.5.1 postmaster, RFC 2142 abuse, reports

@@ -6,6 +6,7 @@ callers can answer 4xx / temperror instead of treating them as "no record".
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -129,6 +130,12 @@ class StaticResolver:
             return Answer(name, rdtype, tuple(recs))
         exists = any(n.lower().rstrip(".") == key[0] for n, _ in self.records)
         return Answer(name, rdtype, (), nxdomain=not exists)
+
+
+async def addresses(resolver: Resolver, name: str) -> list[str]:
+    """The A and AAAA records of ``name``, both asked at once (normalised text)."""
+    a, aaaa = await asyncio.gather(resolver.query(name, "A"), resolver.query(name, "AAAA"))
+    return [str(ipaddress.ip_address(r)) for r in (*a.records, *aaaa.records)]
 
 
 def reverse_name(ip: str) -> str:

@@ -41,14 +41,17 @@ STARTUP_DELAY = 30.0  # seconds after start-up before the first audit (listeners
 
 def _key_info(key: DkimKeyRecord) -> DkimKeyInfo:
     """CPU work (parses the private key): run in a thread."""
-    pem = key.private_key.encode()
     private = serialization.load_pem_private_key(
-        pem, password=None, unsafe_skip_rsa_key_validation=True
+        key.private_key.encode(), password=None, unsafe_skip_rsa_key_validation=True
     )
     bits = private.key_size if isinstance(private, rsa.RSAPrivateKey) else 0
-    return DkimKeyInfo(
-        key.selector, key.algorithm, dkim_txt_record(pem), key.state == "active", bits
+    # The record from the public half: loading the private PEM again would repeat the
+    # RSA consistency check (tens of ms per key).
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    active = key.state == "active"
+    return DkimKeyInfo(key.selector, key.algorithm, dkim_txt_record(public), active, bits)
 
 
 def endpoints(settings: Settings, bound: dict[str, tuple[str, int]]) -> tuple[Endpoint, ...]:

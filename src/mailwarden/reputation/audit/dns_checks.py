@@ -7,9 +7,8 @@ import re
 
 from mailwarden.auth.dkim import DkimSyntaxError, key_problem, parse_tag_list
 from mailwarden.auth.dmarc import DmarcRecordError, load_psl, organizational_domain, parse_record
-from mailwarden.dns.resolver import mx_hosts
+from mailwarden.dns.resolver import addresses, mx_hosts
 from mailwarden.reputation.audit.cache import CachingResolver
-from mailwarden.reputation.audit.host_checks import addresses
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult, DkimKeyInfo
 
 MIN_RSA_BITS = 2048  # RFC 8301 §3.2 allows 1024; receivers and this audit want 2048

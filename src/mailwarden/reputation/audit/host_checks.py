@@ -10,15 +10,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from mailwarden.dns.resolver import reverse_name
+from mailwarden.dns.resolver import addresses, reverse_name
 from mailwarden.reputation.audit.cache import CachingResolver
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult
-
-
-async def addresses(dns: CachingResolver, name: str) -> list[str]:
-    """The A and AAAA records of ``name`` (normalised text)."""
-    a, aaaa = await asyncio.gather(dns.query(name, "A"), dns.query(name, "AAAA"))
-    return [str(ipaddress.ip_address(r)) for r in (*a.records, *aaaa.records)]
 
 
 async def sending_ips(target: AuditTarget, dns: CachingResolver) -> tuple[list[str], str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailwarden.core.errors import MailwardenError
-from mailwarden.dns.resolver import Resolver
+from mailwarden.dns.resolver import Resolver, addresses
 from mailwarden.reputation.audit.net import close_writer
 
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
@@ -146,25 +146,18 @@ def _describe(exc: Exception) -> str:
     return f"malformed HTTP response ({type(exc).__name__})"
 
 
-async def _addresses(dns: Resolver, host: str) -> list[str]:
-    addresses: list[str] = []
-    for rdtype in ("A", "AAAA"):
-        addresses.extend((await dns.query(host, rdtype)).records)
-    return addresses
-
-
 async def fetch_policy_response(
     dns: Resolver, host: str, port: int, ca_file: Path | None
 ) -> PolicyResponse:
     """GET the policy from ``host`` (addresses via ``dns``), trying each address until
     one answers; PolicyFetchError says what went wrong. DnsError passes through."""
-    addresses = await _addresses(dns, host)
-    if not addresses:
+    found = await addresses(dns, host)
+    if not found:
         raise PolicyFetchError(f"{host} has no A or AAAA record")
     ctx = await asyncio.to_thread(tls_context, ca_file)
     deadline = asyncio.get_running_loop().time() + FETCH_TIMEOUT
     errors: list[str] = []
-    for ip in addresses:
+    for ip in found:
         try:
             async with asyncio.timeout_at(deadline):
                 return await _exchange(ip, port, host, ctx)

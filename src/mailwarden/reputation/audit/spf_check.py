@@ -7,8 +7,9 @@ import asyncio
 
 from mailwarden.auth.spf import check_host
 from mailwarden.auth.spf_record import SpfRecord, SpfSyntaxError, is_spf_record, parse_record
+from mailwarden.dns.resolver import addresses
 from mailwarden.reputation.audit.cache import CachingResolver
-from mailwarden.reputation.audit.host_checks import addresses, sending_ips
+from mailwarden.reputation.audit.host_checks import sending_ips
 from mailwarden.reputation.audit.model import AuditTarget, CheckResult
 
 MAX_LOOKUPS = 10  # RFC 7208 §4.6.4: include, a, mx, ptr, exists and redirect count

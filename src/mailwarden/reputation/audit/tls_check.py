@@ -39,14 +39,12 @@ _RANK: dict[Status, int] = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
 
 
 async def check_tls(target: AuditTarget, dns: CachingResolver) -> CheckResult:
-    """Probe every TLS endpoint of ``target``; one result for all of them (never raises)."""
+    """Probe every TLS endpoint of ``target``; one result for all of them (a bug here
+    becomes a "could not check" warn in the auditor, like any check's)."""
     if not target.endpoints:
         return CheckResult(NAME, "skip", "no SMTP listener with TLS to probe")
-    try:
-        probes = await asyncio.gather(*(_probe_or_reason(ep, target) for ep in target.endpoints))
-        return await asyncio.to_thread(_judge_all, target, probes)
-    except Exception as exc:  # a bug must not cost the whole audit
-        return CheckResult(NAME, "warn", f"could not check: {type(exc).__name__}: {exc}")
+    probes = await asyncio.gather(*(_probe_or_reason(ep, target) for ep in target.endpoints))
+    return await asyncio.to_thread(_judge_all, target, probes)
 
 
 async def _probe_or_reason(ep: Endpoint, target: AuditTarget) -> Handshake | ProbeError:
